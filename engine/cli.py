@@ -1,0 +1,354 @@
+"""The command line: the same jobs as the GUI, run synchronously, no Qt imported.
+
+Exit codes: 0 success, 1 bad input or runtime error (one line on stderr),
+2 usage error (argparse), 130 interrupted. ``--debug`` shows tracebacks.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+from pathlib import Path
+
+from engine.errors import Cancelled, UserError
+
+
+class _Parser(argparse.ArgumentParser):
+    """argparse that keeps usage errors at exit code 2 with one line."""
+
+    def error(self, message: str):  # noqa: D401
+        self.print_usage(sys.stderr)
+        self.exit(2, f"{self.prog}: error: {message}\n")
+
+
+def _positive_int(text: str) -> int:
+    try:
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected an integer, got '{text}'") from None
+    if value < 1:
+        raise argparse.ArgumentTypeError(f"must be at least 1, got {value}")
+    return value
+
+
+def _nonneg_int(text: str) -> int:
+    try:
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected an integer, got '{text}'") from None
+    if value < 0:
+        raise argparse.ArgumentTypeError(f"must be 0 or more, got {value}")
+    return value
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = _Parser(prog="main.py", description="MLX Quant Studio: quantize, evaluate and benchmark models with MLX.")
+    parser.add_argument("--debug", action="store_true", help="show tracebacks on errors")
+    parser.add_argument("--progress", action="store_true", help="print progress to stderr")
+    sub = parser.add_subparsers(dest="command", metavar="COMMAND", parser_class=_Parser)
+
+    p = sub.add_parser("demo", help="the default workflow headless: fp32/fp16/int8/int4 quantize, evaluate, benchmark")
+    p.add_argument("--out", required=True, help="output directory for bundles, summary.csv and PNG plots")
+    p.add_argument("--model", default="default")
+    p.add_argument("--data", default="default")
+    p.add_argument("--recipes", default="fp16,int8,int4", help="comma-separated recipes besides fp32")
+    p.add_argument("--iters", type=_positive_int, default=30)
+    p.add_argument("--warmup", type=_nonneg_int, default=5)
+    p.add_argument("--batch-size", type=_positive_int, default=1)
+
+    p = sub.add_parser("import", help="import a checkpoint into a model bundle")
+    p.add_argument("--arch", required=True, help="architecture name")
+    p.add_argument("--weights", required=True, help=".safetensors, .npz or .pth state dict")
+    p.add_argument("--num-classes", type=_positive_int)
+    p.add_argument("--labels", help="comma-separated class names")
+    p.add_argument("--name", help="bundle name (default: the checkpoint's file name)")
+    p.add_argument("--out", required=True, help="bundle directory to write")
+
+    p = sub.add_parser("quantize", help="quantize a model bundle with a recipe")
+    p.add_argument("--model", required=True, help="bundle directory or 'default'")
+    p.add_argument(
+        "--recipe", required=True, help="fp16, bf16, int8, int6, int5, int4, int3, int2, mxfp4, mxfp8, nvfp4"
+    )
+    p.add_argument("--group-size", type=int, choices=(16, 32, 64, 128))
+    p.add_argument("--out", required=True, help="bundle directory to write")
+
+    p = sub.add_parser("predict", help="top-k predictions for images or a preprocessed tensor")
+    p.add_argument("--model", required=True)
+    p.add_argument("images", nargs="*", help="image files")
+    p.add_argument("--tensor", help="float32 NHWC batch (.npy), already preprocessed")
+    p.add_argument("--top-k", type=_positive_int, default=5)
+    p.add_argument("--json", action="store_true", help="print JSON")
+    p.add_argument("--logits-out", help="write the (N, C) float32 logits to this .npy")
+
+    p = sub.add_parser("evaluate", help="accuracy, macro-F1 and per-class metrics on a labelled dataset")
+    p.add_argument("--model", required=True)
+    p.add_argument("--data", default="default", help="folder of class subfolders, .npz, or 'default'")
+    p.add_argument("--batch-size", type=_positive_int, default=64)
+    p.add_argument("--limit", type=_positive_int, help="evaluate only the first N images")
+    p.add_argument("--csv", help="metrics CSV (variant,metric,class,value)")
+    p.add_argument("--predictions-csv", help="per-image CSV (path,true_label,pred_label,p_<class>...)")
+    p.add_argument("--json", action="store_true")
+
+    p = sub.add_parser("benchmark", help="latency, throughput, memory and size of a model")
+    p.add_argument("--model", required=True)
+    p.add_argument("--batch-size", type=_positive_int, default=1)
+    p.add_argument("--iters", type=_positive_int, default=50)
+    p.add_argument("--warmup", type=_nonneg_int, default=5)
+    p.add_argument("--csv", help="summary CSV (metric,value) plus a per-iteration CSV beside it")
+    p.add_argument("--json", action="store_true")
+
+    p = sub.add_parser("info", help="the model card of a bundle")
+    p.add_argument("--model", required=True)
+    p.add_argument("--json", action="store_true")
+    return parser
+
+
+def _context(args):
+    from engine.jobs import JobContext
+
+    if not args.progress:
+        return JobContext()
+    last = {"text": ""}
+
+    def progress(fraction: float, message: str) -> None:
+        text = f"[{100 * fraction:5.1f}%] {message}"
+        if text != last["text"]:
+            print(text, file=sys.stderr, flush=True)
+            last["text"] = text
+
+    return JobContext(progress=progress)
+
+
+def _run(job, args):
+    from engine.jobs import Workspace
+
+    return job.run(_context(args), Workspace())
+
+
+# -- commands ------------------------------------------------------------------------
+
+
+def cmd_demo(args) -> int:
+    from engine.bench.harness import BenchmarkSettings
+    from engine.workflows import DemoJob, format_demo_table
+
+    recipes = tuple(r.strip() for r in args.recipes.split(",") if r.strip() and r.strip() != "fp32")
+    settings = BenchmarkSettings(batch_size=args.batch_size, iters=args.iters, warmup=args.warmup)
+    outcome = _run(DemoJob(out=args.out, model=args.model, data=args.data, recipes=recipes, bench=settings), args)
+    print(format_demo_table(outcome.rows))
+    for f in outcome.files:
+        print(f"wrote {f}")
+    return 0
+
+
+def cmd_import(args) -> int:
+    from engine.jobs import ImportJob
+    from engine.model_card import human_bytes
+
+    labels = tuple(s.strip() for s in args.labels.split(",")) if args.labels else None
+    card = _run(ImportJob(args.arch, args.weights, args.out, args.num_classes, labels, args.name), args)
+    print(
+        f"imported {args.weights} as {card.arch} ({len(card.labels)} classes, {card.params:,} parameters, "
+        f"{human_bytes(card.size_on_disk)}) -> {card.path}"
+    )
+    return 0
+
+
+def cmd_quantize(args) -> int:
+    from engine.jobs import QuantizeJob
+    from engine.model_card import human_bytes
+
+    o = _run(QuantizeJob(args.model, args.recipe, args.out, args.group_size), args)
+    print(
+        f"{o.source.name} -> {o.card.name}: {human_bytes(o.source.size_on_disk)} -> {human_bytes(o.card.size_on_disk)} "
+        f"({o.card.bits_per_weight:.2f} bits/weight, {o.seconds:.2f} s) -> {o.path}"
+    )
+    return 0
+
+
+def cmd_predict(args) -> int:
+    import numpy as np
+
+    from engine.fileio import atomic_open
+    from engine.jobs import PredictJob
+
+    if not args.images and not args.tensor:
+        raise UserError("give image files or --tensor X.npy")
+    if args.images and args.tensor:
+        raise UserError("give image files or --tensor, not both")
+    o = _run(PredictJob((args.model,), tuple(args.images), args.tensor, args.top_k), args)
+    if args.logits_out:
+        with atomic_open(args.logits_out, "wb") as f:
+            np.save(f, o.logits[0])
+    if args.json:
+        out = {
+            "model": o.models[0],
+            "predictions": [
+                {
+                    "input": inp,
+                    "top_k": [{"label": p.label, "index": p.index, "probability": p.probability} for p in preds[0]],
+                }
+                for inp, preds in zip(o.inputs, o.predictions, strict=False)
+            ],
+        }
+        print(json.dumps(out, indent=2))
+    else:
+        for inp, preds in zip(o.inputs, o.predictions, strict=False):
+            top = ", ".join(f"{p.label} {100 * p.probability:.1f}%" for p in preds[0])
+            print(f"{inp}: {top}")
+    return 0
+
+
+def cmd_evaluate(args) -> int:
+    from engine.fileio import write_csv
+    from engine.jobs import EvaluateJob
+
+    o = _run(EvaluateJob(args.model, args.data, args.batch_size, args.limit), args)
+    res, rep = o.result, o.result.report
+    if args.csv:
+        write_csv(args.csv, ["variant", "metric", "class", "value"], rep.long_rows(res.model_name))
+    if args.predictions_csv:
+        header = ["path", "true_label", "pred_label"] + [f"p_{c}" for c in rep.class_names]
+        names = rep.class_names
+        rows = (
+            [ident, names[t], names[p], *map(float, probs)]
+            for ident, t, p, probs in zip(res.ids, res.y_true, res.y_pred, res.probs, strict=False)
+        )
+        write_csv(args.predictions_csv, header, rows)
+    for path, why in res.skipped:
+        print(f"skipped {path}: {why}", file=sys.stderr)
+    if args.json:
+        print(
+            json.dumps(
+                {"variant": res.model_name, "dataset": res.dataset, **rep.overall(), "skipped": len(res.skipped)},
+                indent=2,
+            )
+        )
+    else:
+        print(
+            f"{res.model_name} on {res.dataset}: {rep.n} images, accuracy {100 * rep.accuracy:.2f}%, "
+            f"macro-F1 {rep.macro_f1:.4f}, balanced accuracy {100 * rep.balanced_accuracy:.2f}%"
+        )
+    return 0
+
+
+def cmd_benchmark(args) -> int:
+    from engine.bench.harness import BenchmarkSettings
+    from engine.fileio import write_csv
+    from engine.jobs import BenchmarkJob
+    from engine.model_card import human_bytes
+
+    settings = BenchmarkSettings(batch_size=args.batch_size, iters=args.iters, warmup=args.warmup)
+    o = _run(BenchmarkJob(args.model, settings), args)
+    summary = o.result.summary()
+    if args.csv:
+        csv_path = Path(args.csv)
+        write_csv(
+            csv_path,
+            ["model", "recipe", "metric", "value"],
+            ([o.result.model_name, o.result.recipe, k, v] for k, v in summary.items()),
+        )
+        write_csv(
+            csv_path.with_name(csv_path.stem + "_iterations.csv"),
+            ["iteration", "latency_ms", "active_memory", "rss"],
+            ((s.index, s.latency_ms, s.active_memory, s.rss) for s in o.result.samples),
+        )
+    if args.json:
+        print(
+            json.dumps(
+                {
+                    "model": o.result.model_name,
+                    "recipe": o.result.recipe,
+                    **summary,
+                    "environment": o.result.environment,
+                },
+                indent=2,
+            )
+        )
+    else:
+        s = summary
+        print(
+            f"{o.result.model_name} [{o.result.recipe}] batch {settings.batch_size}, {settings.iters} iterations "
+            f"on {o.result.environment.get('device')}:"
+        )
+        print(
+            f"  latency ms: mean {s['latency_mean_ms']:.3f}  p50 {s['latency_p50_ms']:.3f}  "
+            f"p90 {s['latency_p90_ms']:.3f}  p99 {s['latency_p99_ms']:.3f}  (std {s['latency_std_ms']:.3f})"
+        )
+        print(
+            f"  throughput {s['throughput_ips']:.1f} images/s, first inference {s['first_inference_ms']:.1f} ms, "
+            f"load {s.get('load_time_s', 0):.3f} s"
+        )
+        print(
+            f"  peak memory {human_bytes(s['peak_memory_bytes'])} (MLX), {human_bytes(s['peak_rss_bytes'])} (RSS); "
+            f"size {human_bytes(s.get('size_on_disk_bytes'))}, {s['bits_per_weight']:.2f} bits/weight"
+        )
+    return 0
+
+
+def cmd_info(args) -> int:
+    from dataclasses import asdict
+
+    from engine.jobs import LoadModelJob
+    from engine.model_card import human_bytes
+
+    card = _run(LoadModelJob(args.model), args)
+    if args.json:
+        d = asdict(card)
+        d["bits_per_weight"] = card.bits_per_weight
+        print(json.dumps(d, indent=2))
+        return 0
+    print(f"{card.name}  ({card.arch}, {card.recipe})  {card.path}")
+    print(
+        f"  input {card.input_shape}, {len(card.labels)} classes, {card.params:,} parameters, "
+        f"{human_bytes(card.bytes)} in memory, {human_bytes(card.size_on_disk)} on disk, "
+        f"{card.bits_per_weight:.2f} bits/weight"
+    )
+    for r in card.layers:
+        print(f"  {r.name:<16}{r.type:<26}{str(r.shape):<20}{r.format:<12}{r.params:>9,}{human_bytes(r.bytes):>10}")
+    return 0
+
+
+COMMANDS = {
+    "demo": cmd_demo,
+    "import": cmd_import,
+    "quantize": cmd_quantize,
+    "predict": cmd_predict,
+    "evaluate": cmd_evaluate,
+    "benchmark": cmd_benchmark,
+    "info": cmd_info,
+}
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    if not args.command:
+        parser.print_help()
+        return 2
+    try:
+        return COMMANDS[args.command](args)
+    except UserError as exc:
+        if args.debug:
+            raise
+        print(f"error: {exc}", file=sys.stderr)
+        return 1
+    except Cancelled:
+        print("error: cancelled", file=sys.stderr)
+        return 130
+    except KeyboardInterrupt:
+        print("error: interrupted", file=sys.stderr)
+        return 130
+    except BrokenPipeError:
+        # The reader went away (`| head`); stay quiet like other Unix tools.
+        import os
+
+        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
+        return 0
+    except Exception as exc:  # a bug or an environment problem: still one line
+        if args.debug:
+            raise
+        msg = str(exc).strip().splitlines()[0] if str(exc).strip() else ""
+        print(f"error: {type(exc).__name__}: {msg} (rerun with --debug for the traceback)", file=sys.stderr)
+        return 1

@@ -1,0 +1,1 @@
+"""Metrics for classifiers (and, later, language models)."""

@@ -1,0 +1,101 @@
+"""Run a classifier bundle over a dataset and score it."""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+
+import numpy as np
+
+from engine.bundle import ModelBundle
+from engine.data.datasets import ImageDataset
+from engine.errors import UserError
+from engine.evaluate.classification import ClassificationReport, classification_report, softmax
+
+
+@dataclass(frozen=True)
+class EvaluationResult:
+    """Scores and per-image predictions of one model on one dataset."""
+
+    model_name: str
+    recipe: str
+    dataset: str
+    report: ClassificationReport
+    ids: tuple[str, ...]
+    y_true: np.ndarray
+    probs: np.ndarray
+    skipped: tuple[tuple[str, str], ...]
+    elapsed_s: float
+
+    @property
+    def y_pred(self) -> np.ndarray:
+        return self.probs.argmax(axis=1)
+
+    @property
+    def images_per_s(self) -> float:
+        return len(self.ids) / self.elapsed_s if self.elapsed_s > 0 else 0.0
+
+
+def label_mapping(bundle: ModelBundle, dataset: ImageDataset) -> np.ndarray | None:
+    """Index map from dataset classes to model outputs, or None when they line up.
+
+    Raises:
+        UserError: the class counts differ, or the names are a different set.
+    """
+    model_names, data_names = list(bundle.labels), list(dataset.class_names)
+    if len(model_names) != len(data_names):
+        raise UserError(
+            f"class-count mismatch: model '{bundle.name}' has {len(model_names)} classes, "
+            f"dataset '{dataset.name}' has {len(data_names)}"
+        )
+    if model_names == data_names or set(model_names) != set(data_names):
+        # Same order, or unrelated names (e.g. '0'..'9' vs folder names): match by position.
+        return None
+    return np.asarray([model_names.index(c) for c in data_names])
+
+
+def evaluate_bundle(
+    bundle: ModelBundle,
+    dataset: ImageDataset,
+    batch_size: int = 64,
+    limit: int | None = None,
+    progress: Callable[[float, str], None] | None = None,
+    should_stop: Callable[[], bool] | None = None,
+) -> EvaluationResult:
+    """Predict every image of ``dataset`` and compute the classification report.
+
+    Raises:
+        UserError: class-count mismatch or no readable image.
+        Cancelled: should_stop() turned true between batches.
+    """
+    mapping = label_mapping(bundle, dataset)
+    n = len(dataset) if limit is None else min(limit, len(dataset))
+    probs, labels, ids = [], [], []
+    done = 0
+    t0 = time.perf_counter()
+    for x, y, idx in dataset.batches(bundle.preprocessing, batch_size, should_stop, limit=n):
+        p = softmax(bundle.predict_logits(x).astype(np.float64))
+        probs.append(p)
+        labels.append(y if mapping is None else mapping[y])
+        ids.extend(dataset.identifier(int(i)) for i in idx)
+        done = int(idx[-1]) + 1
+        if progress is not None:
+            progress(done / n, f"{bundle.name}: {done}/{n} images")
+    elapsed = time.perf_counter() - t0
+    if not ids:
+        raise UserError(f"no readable image in dataset '{dataset.name}'")
+    y_true = np.concatenate(labels)
+    probs_arr = np.concatenate(probs)
+    report = classification_report(y_true, probs_arr.argmax(axis=1), list(bundle.labels))
+    return EvaluationResult(
+        model_name=bundle.name,
+        recipe=bundle.recipe_name,
+        dataset=dataset.name,
+        report=report,
+        ids=tuple(ids),
+        y_true=y_true,
+        probs=probs_arr,
+        skipped=tuple(dataset.skipped),
+        elapsed_s=elapsed,
+    )

@@ -1,0 +1,1 @@
+"""Import checkpoints trained elsewhere into MLX model bundles."""

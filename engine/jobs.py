@@ -1,0 +1,418 @@
+"""Jobs: the units of work the GUI's engine thread and the CLI both run.
+
+A job is a frozen dataclass of settings with ``run(ctx, workspace)``. It
+reports through ``ctx.progress(fraction, message)`` and ``ctx.partial(obj)``,
+polls ``ctx.should_stop()`` between batches, layers or iterations, and returns
+a frozen result. Jobs never print and never touch Qt.
+"""
+
+from __future__ import annotations
+
+import gc
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from engine import paths
+from engine.bench.harness import BenchmarkResult, BenchmarkSettings, IterationSample, run_benchmark
+from engine.bundle import ModelBundle, load_bundle, resolve_model_path
+from engine.data.datasets import open_dataset
+from engine.data.images import load_image
+from engine.errors import Cancelled, UserError
+from engine.evaluate.classification import softmax
+from engine.evaluate.runner import EvaluationResult, evaluate_bundle
+from engine.model_card import ModelCard, model_card
+from engine.quant.apply import quantize_model
+from engine.quant.recipes import make_recipe
+from engine.results import ResultsStore, RunRecord
+
+
+class JobContext:
+    """Progress, partial results and cancellation for one job.
+
+    The CLI uses it directly; the GUI's engine worker passes callbacks that
+    emit Qt signals carrying the job id.
+    """
+
+    def __init__(
+        self,
+        progress: Callable[[float, str], None] | None = None,
+        partial: Callable[[Any], None] | None = None,
+        should_stop: Callable[[], bool] | None = None,
+    ):
+        self._progress = progress
+        self._partial = partial
+        self._should_stop = should_stop
+
+    def progress(self, fraction: float, message: str = "") -> None:
+        if self._progress is not None:
+            self._progress(max(0.0, min(1.0, float(fraction))), message)
+
+    def partial(self, payload: Any) -> None:
+        if self._partial is not None:
+            self._partial(payload)
+
+    def should_stop(self) -> bool:
+        return bool(self._should_stop and self._should_stop())
+
+    def check(self) -> None:
+        if self.should_stop():
+            raise Cancelled()
+
+    def scaled(self, start: float, end: float, prefix: str = "") -> Callable[[float, str], None]:
+        """A progress callback mapping [0, 1] onto [start, end] of this job's bar."""
+
+        def report(fraction: float, message: str) -> None:
+            self.progress(start + (end - start) * fraction, f"{prefix}{message}")
+
+        return report
+
+
+class Workspace:
+    """State that lives on the engine thread: loaded bundles and the results store."""
+
+    def __init__(self, store: ResultsStore | None = None):
+        self._store = store
+        self._bundles: dict[Path, tuple[float, ModelBundle]] = {}
+
+    @property
+    def store(self) -> ResultsStore:
+        if self._store is None:
+            self._store = ResultsStore()
+        return self._store
+
+    def bundle(self, spec: str | Path) -> ModelBundle:
+        """Load (or reuse) a bundle; a bundle rewritten on disk is reloaded."""
+        path = resolve_model_path(spec).resolve()
+        cfg = path / "config.json"
+        stamp = cfg.stat().st_mtime if cfg.exists() else -1.0
+        cached = self._bundles.get(path)
+        if cached is not None and cached[0] == stamp:
+            return cached[1]
+        bundle = load_bundle(path)
+        self._bundles[path] = (stamp, bundle)
+        return bundle
+
+    def forget(self, spec: str | Path | None = None) -> None:
+        """Drop loaded models (all when spec is None) and return their memory."""
+        if spec is None:
+            self._bundles.clear()
+        else:
+            self._bundles.pop(resolve_model_path(spec).resolve(), None)
+        gc.collect()
+        import mlx.core as mx
+
+        mx.clear_cache()
+
+
+# -- results ----------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class QuantizeOutcome:
+    path: str
+    recipe: str
+    card: ModelCard
+    source: ModelCard
+    seconds: float
+    record: RunRecord | None
+
+
+@dataclass(frozen=True)
+class EvaluateOutcome:
+    result: EvaluationResult
+    record: RunRecord | None
+
+
+@dataclass(frozen=True)
+class BenchmarkOutcome:
+    result: BenchmarkResult
+    record: RunRecord | None
+
+
+@dataclass(frozen=True)
+class Prediction:
+    index: int
+    label: str
+    probability: float
+
+
+@dataclass(frozen=True)
+class PredictOutcome:
+    """predictions[i][j]: top-k of input i under model j; logits[j] is (N, C) float32."""
+
+    inputs: tuple[str, ...]
+    models: tuple[str, ...]
+    predictions: tuple[tuple[tuple[Prediction, ...], ...], ...]
+    logits: tuple[np.ndarray, ...]
+
+
+# -- jobs ---------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class LoadModelJob:
+    model: str
+    title: str = "Load model"
+
+    def run(self, ctx: JobContext, ws: Workspace) -> ModelCard:
+        ctx.progress(0.0, f"loading {self.model}")
+        card = model_card(ws.bundle(self.model))
+        ctx.progress(1.0, f"loaded {card.name}")
+        return card
+
+
+@dataclass(frozen=True)
+class ImportJob:
+    """Import a state-dict checkpoint into a bundle directory."""
+
+    arch: str
+    weights: str
+    out: str
+    num_classes: int | None = None
+    labels: tuple[str, ...] | None = None
+    name: str | None = None
+    title: str = "Import checkpoint"
+
+    def run(self, ctx: JobContext, ws: Workspace) -> ModelCard:
+        from engine.importers.checkpoint import import_checkpoint
+
+        ctx.progress(0.0, f"reading {self.weights}")
+        labels = list(self.labels) if self.labels else None
+        bundle = import_checkpoint(self.arch, self.weights, self.num_classes, labels, name=self.name)
+        ctx.check()
+        ctx.progress(0.8, f"saving {self.out}")
+        bundle.save(self.out)
+        ws.forget(self.out)
+        ctx.progress(1.0, f"imported {bundle.name}")
+        return model_card(bundle)
+
+
+def default_variant_path(source: ModelBundle, recipe_name: str) -> Path:
+    return paths.variants_dir() / f"{source.name}-{recipe_name}"
+
+
+@dataclass(frozen=True)
+class QuantizeJob:
+    model: str
+    recipe: str
+    out: str | None = None
+    group_size: int | None = None
+    store: bool = True
+    title: str = "Quantize"
+
+    def run(self, ctx: JobContext, ws: Workspace) -> QuantizeOutcome:
+        recipe = make_recipe(self.recipe, self.group_size)
+        source = ws.bundle(self.model)
+        if source.quantization:
+            raise UserError(
+                f"model '{source.name}' is already quantized ({source.recipe_name}); start from a float model"
+            )
+        out = Path(self.out).expanduser() if self.out else default_variant_path(source, recipe.name)
+        ctx.progress(0.0, f"quantizing {source.name} to {recipe.name}")
+        t0 = time.perf_counter()
+        # Quantize a fresh copy so the cached float model stays untouched.
+        work = load_bundle(source.path)
+        qconfig = quantize_model(work.model, recipe, ctx.scaled(0.0, 0.9), ctx.should_stop)
+        ctx.check()
+        variant = ModelBundle(
+            name=f"{source.name}-{recipe.name}",
+            arch=source.arch,
+            arch_config=source.arch_config,
+            preprocessing=source.preprocessing,
+            labels=source.labels,
+            model=work.model,
+            quantization=qconfig,
+            source={
+                "kind": "quantized",
+                "parent": str(source.path),
+                "parent_hash": source.content_hash(),
+                "recipe": recipe.name,
+            },
+        )
+        variant.save(out)
+        seconds = time.perf_counter() - t0
+        ws.forget(out)
+        card = model_card(ws.bundle(out))
+        src_card = model_card(source)
+        ctx.progress(1.0, f"saved {out}")
+        record = None
+        if self.store:
+            record = ws.store.add(
+                RunRecord(
+                    kind="quantize",
+                    model_name=card.name,
+                    model_path=card.path,
+                    model_hash=card.content_hash,
+                    recipe=recipe.name,
+                    metrics={
+                        "seconds": seconds,
+                        "size_on_disk_bytes": float(card.size_on_disk or 0),
+                        "source_size_on_disk_bytes": float(src_card.size_on_disk or 0),
+                        "compression_ratio": (src_card.size_on_disk or 0) / (card.size_on_disk or 1),
+                        "bits_per_weight": card.bits_per_weight,
+                        "params": float(card.params),
+                    },
+                    settings={"recipe": recipe.to_dict(), "source": str(source.path)},
+                )
+            )
+        return QuantizeOutcome(card.path, recipe.name, card, src_card, seconds, record)
+
+
+@dataclass(frozen=True)
+class EvaluateJob:
+    model: str
+    data: str = "default"
+    batch_size: int = 64
+    limit: int | None = None
+    store: bool = True
+    title: str = "Evaluate"
+
+    def run(self, ctx: JobContext, ws: Workspace) -> EvaluateOutcome:
+        if self.batch_size < 1:
+            raise UserError(f"batch size must be at least 1, not {self.batch_size}")
+        bundle = ws.bundle(self.model)
+        dataset = open_dataset(self.data)
+        result = evaluate_bundle(bundle, dataset, self.batch_size, self.limit, ctx.progress, ctx.should_stop)
+        record = None
+        if self.store:
+            rep = result.report
+            per_class = tuple(
+                (metric, cname, float(value)) for (_, metric, cname, value) in rep.long_rows(bundle.name) if cname != ""
+            )
+            record = ws.store.add(
+                RunRecord(
+                    kind="evaluate",
+                    model_name=bundle.name,
+                    model_path=str(bundle.path),
+                    model_hash=bundle.content_hash(),
+                    recipe=bundle.recipe_name,
+                    dataset=self.data if self.data in ("default", "default-val") else dataset.name,
+                    metrics={
+                        **rep.overall(),
+                        "images_per_s": result.images_per_s,
+                        "skipped": float(len(result.skipped)),
+                    },
+                    per_class=per_class,
+                    settings={"batch_size": self.batch_size, "limit": self.limit, "data": str(self.data)},
+                    environment=_env(),
+                )
+            )
+        return EvaluateOutcome(result, record)
+
+
+@dataclass(frozen=True)
+class BenchmarkJob:
+    model: str
+    settings: BenchmarkSettings = field(default_factory=BenchmarkSettings)
+    cold_load: bool = True
+    store: bool = True
+    title: str = "Benchmark"
+
+    def run(self, ctx: JobContext, ws: Workspace) -> BenchmarkOutcome:
+        self.settings.validate()
+        load_time = None
+        if self.cold_load:
+            # Time a load from disk, not the cached copy.
+            ws.forget(self.model)
+            t0 = time.perf_counter()
+            bundle = ws.bundle(self.model)
+            load_time = time.perf_counter() - t0
+        else:
+            bundle = ws.bundle(self.model)
+
+        def on_sample(sample: IterationSample) -> None:
+            ctx.partial(sample)
+
+        result = run_benchmark(bundle, self.settings, load_time, on_sample, ctx.progress, ctx.should_stop)
+        record = None
+        if self.store:
+            record = ws.store.add(
+                RunRecord(
+                    kind="benchmark",
+                    model_name=bundle.name,
+                    model_path=str(bundle.path),
+                    model_hash=result.model_hash,
+                    recipe=bundle.recipe_name,
+                    metrics=result.summary(),
+                    settings={
+                        "batch_size": self.settings.batch_size,
+                        "iters": self.settings.iters,
+                        "warmup": self.settings.warmup,
+                    },
+                    environment=result.environment,
+                    samples=tuple((s.index, s.latency_ms, s.active_memory, s.rss) for s in result.samples),
+                )
+            )
+        return BenchmarkOutcome(result, record)
+
+
+@dataclass(frozen=True)
+class PredictJob:
+    models: tuple[str, ...]
+    images: tuple[str, ...] = ()
+    tensor: str | None = None
+    top_k: int = 5
+    title: str = "Predict"
+
+    def run(self, ctx: JobContext, ws: Workspace) -> PredictOutcome:
+        if self.top_k < 1:
+            raise UserError(f"top-k must be at least 1, not {self.top_k}")
+        if not self.images and self.tensor is None:
+            raise UserError("nothing to predict: give image files or --tensor")
+        bundles = [ws.bundle(m) for m in self.models]
+        all_logits, all_preds = [], []
+        inputs = tuple(self.images) if self.tensor is None else (self.tensor,)
+        for j, bundle in enumerate(bundles):
+            ctx.check()
+            x = self._inputs(bundle)
+            logits = bundle.predict_logits(x)
+            probs = softmax(logits.astype(np.float64))
+            k = min(self.top_k, probs.shape[1])
+            preds = []
+            for row in probs:
+                order = np.argsort(-row, kind="stable")[:k]
+                preds.append(tuple(Prediction(int(i), bundle.labels[i], float(row[i])) for i in order))
+            all_logits.append(logits.astype(np.float32))
+            all_preds.append(preds)
+            ctx.progress((j + 1) / len(bundles), f"predicted with {bundle.name}")
+        n = all_logits[0].shape[0]
+        if self.tensor is not None:
+            inputs = tuple(f"{self.tensor}[{i}]" for i in range(n))
+        per_input = tuple(tuple(all_preds[j][i] for j in range(len(bundles))) for i in range(n))
+        return PredictOutcome(inputs, tuple(b.name for b in bundles), per_input, tuple(all_logits))
+
+    def _inputs(self, bundle: ModelBundle) -> np.ndarray:
+        prep = bundle.preprocessing
+        if self.tensor is not None:
+            return load_tensor(self.tensor, prep.input_size, prep.channels)
+        return np.stack([prep(load_image(p)) for p in self.images])
+
+
+def load_tensor(path: str, input_size: tuple[int, int], channels: int) -> np.ndarray:
+    """An already-preprocessed float32 NHWC batch from .npy, checked against the model's input."""
+    p = Path(path)
+    if not p.exists():
+        raise UserError("tensor file not found", p)
+    try:
+        x = np.load(p, allow_pickle=False)
+    except (ValueError, OSError, EOFError) as exc:
+        raise UserError(f"not a readable .npy array ({exc})", p) from None
+    if x.ndim == 3:
+        x = x[None]
+    expected = (*input_size, channels)
+    if x.ndim != 4 or tuple(x.shape[1:]) != tuple(expected):
+        raise UserError(f"tensor has shape {tuple(x.shape)}, the model takes (N, {', '.join(map(str, expected))})", p)
+    if not np.issubdtype(x.dtype, np.floating):
+        raise UserError(f"tensor dtype is {x.dtype}, expected float32", p)
+    return np.ascontiguousarray(x, dtype=np.float32)
+
+
+def _env() -> dict:
+    from engine.bench.environment import environment
+
+    return environment()

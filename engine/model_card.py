@@ -1,0 +1,121 @@
+"""A model card: per-layer storage, parameter counts, bits per weight."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import mlx.core as mx
+import mlx.nn as nn
+
+from engine.bundle import ModelBundle
+from engine.quant.formats import LayerSpec
+from engine.quant.layers import QuantizedConv2d, QuantizedDepthwiseConv2d
+
+
+@dataclass(frozen=True)
+class LayerRow:
+    name: str
+    type: str
+    shape: tuple[int, ...]
+    format: str
+    params: int
+    bytes: int
+
+    @property
+    def bits_per_weight(self) -> float:
+        return 8.0 * self.bytes / self.params if self.params else 0.0
+
+
+@dataclass(frozen=True)
+class ModelCard:
+    name: str
+    arch: str
+    recipe: str
+    path: str | None
+    content_hash: str
+    labels: tuple[str, ...]
+    input_shape: tuple[int, int, int]
+    preprocessing: dict
+    layers: tuple[LayerRow, ...]
+    params: int
+    bytes: int
+    size_on_disk: int | None
+    dtypes: tuple[str, ...]
+
+    @property
+    def bits_per_weight(self) -> float:
+        return 8.0 * self.bytes / self.params if self.params else 0.0
+
+
+def _own_arrays(module: nn.Module) -> dict[str, mx.array]:
+    return {k: v for k, v in module.items() if isinstance(v, mx.array)}
+
+
+def _logical_weight(module: nn.Module) -> tuple[tuple[int, ...], int]:
+    """(float shape, element count) of the weight a quantized layer stands for."""
+    if isinstance(module, QuantizedConv2d):
+        kh, kw = module.kernel_size
+        shape = (module.out_channels, kh, kw, module.in_channels // module.groups)
+    elif isinstance(module, QuantizedDepthwiseConv2d):
+        kh, kw = module.kernel_size
+        shape = (module.channels, kh, kw, 1)
+    elif isinstance(module, (nn.QuantizedLinear, nn.QuantizedEmbedding)):
+        rows, packed = module.weight.shape
+        shape = (rows, packed * 32 // module.bits)
+    else:
+        w = module.get("weight")
+        shape = tuple(w.shape) if isinstance(w, mx.array) else ()
+    count = 1
+    for s in shape:
+        count *= s
+    return shape, count if shape else 0
+
+
+def _layer_format(module: nn.Module, arrays: dict[str, mx.array]) -> str:
+    if hasattr(module, "bits") and hasattr(module, "mode"):
+        return LayerSpec(module.mode, module.bits, module.group_size).label()
+    dtypes = sorted({str(v.dtype).replace("mlx.core.", "") for v in arrays.values()})
+    return "/".join({"float32": "fp32", "float16": "fp16", "bfloat16": "bf16"}.get(d, d) for d in dtypes)
+
+
+def model_card(bundle: ModelBundle) -> ModelCard:
+    rows = []
+    all_dtypes = set()
+    # named_modules() lists children last-first; show layers in forward order.
+    for name, module in reversed(bundle.model.named_modules()):
+        arrays = _own_arrays(module)
+        if not arrays:
+            continue
+        shape, weight_count = _logical_weight(module)
+        quantized = hasattr(module, "bits") and hasattr(module, "mode")
+        other = sum(v.size for k, v in arrays.items() if k not in ("weight", "scales", "biases")) if quantized else 0
+        params = weight_count + other if quantized else sum(v.size for v in arrays.values())
+        nbytes = sum(v.nbytes for v in arrays.values())
+        all_dtypes.update(str(v.dtype).replace("mlx.core.", "") for v in arrays.values())
+        rows.append(LayerRow(name, type(module).__name__, shape, _layer_format(module, arrays), params, nbytes))
+    h, w = bundle.preprocessing.input_size
+    return ModelCard(
+        name=bundle.name,
+        arch=bundle.arch,
+        recipe=bundle.recipe_name,
+        path=str(bundle.path) if bundle.path else None,
+        content_hash=bundle.content_hash(),
+        labels=tuple(bundle.labels),
+        input_shape=(h, w, bundle.preprocessing.channels),
+        preprocessing=bundle.preprocessing.to_dict(),
+        layers=tuple(rows),
+        params=sum(r.params for r in rows),
+        bytes=sum(r.bytes for r in rows),
+        size_on_disk=bundle.size_on_disk(),
+        dtypes=tuple(sorted(all_dtypes)),
+    )
+
+
+def human_bytes(n: float | None) -> str:
+    if n is None:
+        return "-"
+    for unit in ("B", "KB", "MB", "GB"):
+        if abs(n) < 1024 or unit == "GB":
+            return f"{n:.0f} {unit}" if unit == "B" else f"{n:.1f} {unit}"
+        n /= 1024.0
+    return f"{n:.1f} GB"

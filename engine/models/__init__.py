@@ -1,0 +1,1 @@
+"""Image-classifier architectures in MLX (NHWC), one file each."""

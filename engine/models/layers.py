@@ -1,0 +1,97 @@
+"""Building blocks shared by the architectures."""
+
+from __future__ import annotations
+
+import mlx.core as mx
+import mlx.nn as nn
+
+
+def _pair(v) -> tuple[int, int]:
+    return (v, v) if isinstance(v, int) else tuple(v)
+
+
+def shifted_taps(x: mx.array, weight: mx.array, stride, padding) -> mx.array:
+    """Depthwise convolution as a sum of shifted, strided taps.
+
+    On MLX's CPU backend this is ~3x faster than ``conv2d(groups=C)``.
+
+    Args:
+        x: (N, H, W, C) input.
+        weight: (C, kh, kw, 1) depthwise kernel, the layout of
+            ``nn.Conv2d(C, C, k, groups=C).weight``.
+        stride, padding: ints or pairs.
+    """
+    sh, sw = _pair(stride)
+    ph, pw = _pair(padding)
+    _, kh, kw, _ = weight.shape
+    if ph or pw:
+        x = mx.pad(x, [(0, 0), (ph, ph), (pw, pw), (0, 0)])
+    h, w = x.shape[1], x.shape[2]
+    ho = (h - kh) // sh + 1
+    wo = (w - kw) // sw + 1
+    taps = weight[..., 0]  # (C, kh, kw)
+    out = None
+    for i in range(kh):
+        for j in range(kw):
+            patch = x[:, i : i + (ho - 1) * sh + 1 : sh, j : j + (wo - 1) * sw + 1 : sw, :]
+            term = patch * taps[:, i, j]
+            out = term if out is None else out + term
+    return out
+
+
+class DepthwiseConv2d(nn.Module):
+    """A depthwise convolution with the parameter layout of ``nn.Conv2d(groups=C)``."""
+
+    def __init__(self, channels: int, kernel_size=3, stride=1, padding=0, bias: bool = False):
+        super().__init__()
+        kh, kw = _pair(kernel_size)
+        scale = (1.0 / (kh * kw)) ** 0.5
+        self.weight = mx.random.uniform(-scale, scale, (channels, kh, kw, 1))
+        if bias:
+            self.bias = mx.zeros((channels,))
+        self.stride = _pair(stride)
+        self.padding = _pair(padding)
+
+    @property
+    def channels(self) -> int:
+        return self.weight.shape[0]
+
+    def _extra_repr(self) -> str:
+        return f"{self.channels}, kernel_size={self.weight.shape[1:3]}, stride={self.stride}, padding={self.padding}"
+
+    def __call__(self, x: mx.array) -> mx.array:
+        y = shifted_taps(x, self.weight, self.stride, self.padding)
+        if "bias" in self:
+            y = y + self.bias
+        return y
+
+
+class ConvBNAct(nn.Module):
+    """Convolution, BatchNorm and an optional ReLU/ReLU6."""
+
+    def __init__(
+        self,
+        in_ch: int,
+        out_ch: int,
+        kernel_size: int = 3,
+        stride: int = 1,
+        depthwise: bool = False,
+        act: str | None = "relu",
+    ):
+        super().__init__()
+        padding = kernel_size // 2
+        if depthwise:
+            assert in_ch == out_ch, "a depthwise conv keeps the channel count"
+            self.conv = DepthwiseConv2d(in_ch, kernel_size, stride, padding)
+        else:
+            self.conv = nn.Conv2d(in_ch, out_ch, kernel_size, stride, padding, bias=False)
+        self.bn = nn.BatchNorm(out_ch)
+        self.act = act
+
+    def __call__(self, x: mx.array) -> mx.array:
+        x = self.bn(self.conv(x))
+        if self.act == "relu":
+            x = nn.relu(x)
+        elif self.act == "relu6":
+            x = nn.relu6(x)
+        return x

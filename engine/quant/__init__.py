@@ -1,0 +1,1 @@
+"""Weight quantization of whole models, convolutions included."""

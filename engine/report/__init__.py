@@ -1,0 +1,1 @@
+"""Headless reports: PNG plots (matplotlib's Agg backend) and text tables."""

@@ -1,0 +1,250 @@
+"""QApplication and MainWindow: five tabs over one engine thread."""
+
+from __future__ import annotations
+
+import sys
+
+from PySide6.QtCore import QByteArray, Qt, Slot
+from PySide6.QtGui import QAction, QKeySequence
+from PySide6.QtWidgets import (
+    QApplication,
+    QLabel,
+    QMainWindow,
+    QMessageBox,
+    QProgressBar,
+    QPushButton,
+    QTabWidget,
+)
+
+import engine
+from engine import paths
+from engine.results import ResultsStore
+from gui.engine_thread import Engine
+from gui.router import JobRouter
+from gui.state import AppState, settings
+from gui.tabs.benchmark import BenchmarkTab
+from gui.tabs.inference import InferenceTab
+from gui.tabs.models import ModelsTab
+from gui.tabs.quantize import QuantizeTab
+from gui.tabs.results import ResultsTab
+
+APP_TITLE = "MLX Quant Studio"
+
+
+class MainWindow(QMainWindow):
+    def __init__(self, store: ResultsStore | None = None):
+        super().__init__()
+        self.setWindowTitle(APP_TITLE)
+        self.store = store or ResultsStore()
+        self.engine = Engine(self.store, self)
+        self.router = JobRouter(self.engine, self)
+        self.state = AppState(self)
+        self.last_error: str | None = None
+        self._error_box: QMessageBox | None = None
+
+        self.tabs = QTabWidget()
+        self.models_tab = ModelsTab(self.state, self.router)
+        self.quantize_tab = QuantizeTab(self.state, self.router)
+        self.benchmark_tab = BenchmarkTab(self.state, self.router)
+        self.inference_tab = InferenceTab(self.state, self.router)
+        self.results_tab = ResultsTab(self.state, self.store)
+        for tab, name in (
+            (self.models_tab, "Models"),
+            (self.quantize_tab, "Quantize"),
+            (self.benchmark_tab, "Benchmark"),
+            (self.inference_tab, "Inference"),
+            (self.results_tab, "Results"),
+        ):
+            self.tabs.addTab(tab, name)
+        self.setCentralWidget(self.tabs)
+
+        self.models_tab.model_selected.connect(self._model_selected)
+        self.quantize_tab.variant_created.connect(self._variant_created)
+
+        self._build_status_bar()
+        self._build_menus()
+        self.router.job_started.connect(self._job_started)
+        self.router.job_progress.connect(self._job_progress)
+        self.router.job_failed.connect(self._job_failed)
+        self.router.job_cancelled.connect(self._job_cancelled)
+        self.router.job_finished.connect(self._job_finished)
+
+        self._restore_geometry()
+        self.state.scan()
+        self.models_tab.select(str(paths.DEFAULT_MODEL_DIR.resolve()))
+
+    # -- chrome ----------------------------------------------------------------------
+    def _build_status_bar(self) -> None:
+        bar = self.statusBar()
+        self.status_label = QLabel("Ready")
+        self.progress = QProgressBar()
+        self.progress.setRange(0, 1000)
+        self.progress.setMaximumWidth(240)
+        self.progress.setVisible(False)
+        self.cancel_button = QPushButton("Cancel")
+        self.cancel_button.setToolTip("Cancel the running job (Esc)")
+        self.cancel_button.setVisible(False)
+        self.cancel_button.clicked.connect(self.cancel_all)
+        bar.addWidget(self.status_label, 1)
+        bar.addPermanentWidget(self.progress)
+        bar.addPermanentWidget(self.cancel_button)
+
+    def _action(self, menu, text: str, shortcut, slot) -> QAction:
+        act = QAction(text, self)
+        if shortcut:
+            act.setShortcut(QKeySequence(shortcut))
+        act.triggered.connect(slot)
+        menu.addAction(act)
+        return act
+
+    def _build_menus(self) -> None:
+        mb = self.menuBar()
+        f = mb.addMenu("&File")
+        self._action(f, "Open Model Bundle…", QKeySequence.StandardKey.Open, self.models_tab.open_bundle)
+        self._action(f, "Import Checkpoint…", "Ctrl+I", self.models_tab.import_checkpoint)
+        self._action(f, "Open Image…", "Ctrl+Shift+O", self._open_image)
+        f.addSeparator()
+        self._action(f, "Export Results CSV…", "Ctrl+E", self._export)
+        f.addSeparator()
+        self._action(f, "Quit", QKeySequence.StandardKey.Quit, self.close)
+        r = mb.addMenu("&Run")
+        self._action(r, "Quantize", "Ctrl+Return", self._quantize)
+        self._action(r, "Benchmark", "Ctrl+B", self._benchmark)
+        self._action(r, "Evaluate Accuracy", "Ctrl+Shift+E", self._evaluate)
+        self._action(r, "Demo Workflow", "Ctrl+D", self._demo)
+        r.addSeparator()
+        self.cancel_action = self._action(r, "Cancel", Qt.Key.Key_Escape, self.cancel_all)
+        h = mb.addMenu("&Help")
+        self._action(h, "About MLX Quant Studio", None, self.about)
+
+    def _restore_geometry(self) -> None:
+        geometry = settings().value("window/geometry")
+        if isinstance(geometry, QByteArray) and not geometry.isEmpty():
+            self.restoreGeometry(geometry)
+        else:
+            self.resize(1180, 780)
+        self.tabs.setCurrentIndex(int(settings().value("window/tab", 0)))
+
+    # -- cross-tab wiring ------------------------------------------------------------
+    @Slot(str)
+    def _model_selected(self, path: str) -> None:
+        entry = self.state.entry(path)
+        if entry and not entry.quantized:
+            self.quantize_tab.set_source(path)
+        self.benchmark_tab.set_model(path)
+
+    @Slot(str)
+    def _variant_created(self, path: str) -> None:
+        self.inference_tab.set_variant(path)
+        self.benchmark_tab.set_model(path)
+
+    def _open_image(self) -> None:
+        self.tabs.setCurrentWidget(self.inference_tab)
+        self.inference_tab.open_images()
+
+    def _export(self) -> None:
+        self.tabs.setCurrentWidget(self.results_tab)
+        self.results_tab.export_summary()
+
+    def _quantize(self) -> None:
+        self.tabs.setCurrentWidget(self.quantize_tab)
+        self.quantize_tab.start()
+
+    def _benchmark(self) -> None:
+        self.tabs.setCurrentWidget(self.benchmark_tab)
+        self.benchmark_tab.start_benchmark()
+
+    def _evaluate(self) -> None:
+        self.tabs.setCurrentWidget(self.benchmark_tab)
+        self.benchmark_tab.start_evaluate()
+
+    def _demo(self) -> None:
+        self.tabs.setCurrentWidget(self.benchmark_tab)
+        self.benchmark_tab.start_demo()
+
+    # -- jobs ------------------------------------------------------------------------
+    @Slot()
+    def cancel_all(self) -> None:
+        self.router.cancel(None)
+        self.status_label.setText("Cancelling …")
+
+    @Slot(object, object)
+    def _job_started(self, jid, title) -> None:
+        self.status_label.setText(f"{title} …")
+        self.progress.setValue(0)
+        self.progress.setVisible(True)
+        self.cancel_button.setVisible(True)
+
+    @Slot(object, object, object)
+    def _job_progress(self, jid, fraction, message) -> None:
+        self.progress.setValue(int(1000 * fraction))
+        if message:
+            self.status_label.setText(message)
+
+    @Slot(object, object)
+    def _job_failed(self, jid, message) -> None:
+        self.show_error("Job failed", message)
+
+    @Slot(object)
+    def _job_cancelled(self, jid) -> None:
+        self.status_label.setText("Cancelled")
+
+    @Slot(object)
+    def _job_finished(self, jid) -> None:
+        if not self.engine.busy():
+            self.progress.setVisible(False)
+            self.cancel_button.setVisible(False)
+            if self.status_label.text().endswith("…"):
+                self.status_label.setText("Ready")
+
+    def show_error(self, title: str, message: str) -> None:
+        """A non-blocking error dialog; the app keeps running."""
+        self.last_error = message
+        self.status_label.setText(message.splitlines()[0] if message else title)
+        if self._error_box is not None:
+            self._error_box.close()
+        box = QMessageBox(QMessageBox.Icon.Warning, title, message, QMessageBox.StandardButton.Ok, self)
+        box.setAttribute(Qt.WidgetAttribute.WA_DeleteOnClose)
+        box.finished.connect(self._error_closed)
+        self._error_box = box
+        box.open()
+
+    @Slot()
+    def _error_closed(self) -> None:
+        self._error_box = None
+
+    def about(self) -> None:
+        import mlx.core as mx  # version string only; no arrays on the UI thread
+        import PySide6
+
+        QMessageBox.about(
+            self,
+            "About MLX Quant Studio",
+            f"<b>MLX Quant Studio</b> {engine.__version__}<br>MLX {mx.__version__} · PySide6 {PySide6.__version__}"
+            f" · Python {sys.version.split()[0]}<br><br>How small and fast can this model get, and what does it "
+            "cost in accuracy?",
+        )
+
+    # -- shutdown --------------------------------------------------------------------
+    def closeEvent(self, event) -> None:  # noqa: N802
+        s = settings()
+        s.setValue("window/geometry", self.saveGeometry())
+        s.setValue("window/tab", self.tabs.currentIndex())
+        s.sync()
+        for plot in (self.benchmark_tab.latency_plot, self.benchmark_tab.memory_plot):
+            plot.stop()
+        self.engine.shutdown()
+        super().closeEvent(event)
+
+
+def run(argv: list[str]) -> int:
+    app = QApplication.instance() or QApplication([sys.argv[0], *argv])
+    app.setApplicationName(APP_TITLE)
+    app.setOrganizationName("MLXQuantStudio")
+    window = MainWindow()
+    window.show()
+    return app.exec()
+
+
+def main() -> None:
+    sys.exit(run(sys.argv[1:]))

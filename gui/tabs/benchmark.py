@@ -1,0 +1,295 @@
+"""Benchmark tab: live latency/memory plots, accuracy evaluation and the demo workflow."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from PySide6.QtCore import Qt, Slot
+from PySide6.QtWidgets import (
+    QComboBox,
+    QFileDialog,
+    QFormLayout,
+    QGroupBox,
+    QHBoxLayout,
+    QLabel,
+    QLineEdit,
+    QPushButton,
+    QSpinBox,
+    QSplitter,
+    QTableView,
+    QVBoxLayout,
+    QWidget,
+)
+
+from engine import paths
+from engine.bench.harness import BenchmarkSettings, IterationSample
+from engine.jobs import BenchmarkJob, BenchmarkOutcome, EvaluateJob, EvaluateOutcome
+from engine.model_card import human_bytes
+from engine.workflows import DemoJob, DemoOutcome, DemoRow, VariantSample
+from gui.router import JobRouter
+from gui.state import AppState, settings
+from gui.widgets.live_plot import LivePlot
+from gui.widgets.table_model import Column, RawSortProxy, RecordTableModel, fmt_float, fmt_percent
+
+MB = 1024.0 * 1024.0
+
+SESSION_COLUMNS = [
+    Column("variant", lambda r: r["variant"]),
+    Column("recipe", lambda r: r.get("recipe")),
+    Column("accuracy", lambda r: r.get("accuracy"), fmt_percent, True),
+    Column("macro-F1", lambda r: r.get("macro_f1"), fmt_float(4), True),
+    Column("batch", lambda r: r.get("batch_size"), lambda v: "" if v is None else f"{v:.0f}", True),
+    Column("mean ms", lambda r: r.get("latency_mean_ms"), fmt_float(3), True),
+    Column("p50 ms", lambda r: r.get("latency_p50_ms"), fmt_float(3), True),
+    Column("p90 ms", lambda r: r.get("latency_p90_ms"), fmt_float(3), True),
+    Column("p99 ms", lambda r: r.get("latency_p99_ms"), fmt_float(3), True),
+    Column("images/s", lambda r: r.get("throughput_ips"), fmt_float(1), True),
+    Column("peak MLX mem", lambda r: r.get("peak_memory_bytes"), human_bytes, True),
+    Column("size", lambda r: r.get("size_on_disk_bytes"), human_bytes, True),
+    Column("bits/w", lambda r: r.get("bits_per_weight"), fmt_float(2), True),
+]
+
+
+class BenchmarkTab(QWidget):
+    def __init__(self, state: AppState, router: JobRouter, parent=None):
+        super().__init__(parent)
+        self.state = state
+        self.router = router
+        self._job: int | None = None
+        self._series = ""
+        self._rows: dict[str, dict] = {}
+        s = settings()
+
+        self.model = QComboBox()
+        self.batch = QSpinBox()
+        self.batch.setRange(1, 1024)
+        self.batch.setValue(int(s.value("bench/batch", 1)))
+        self.iters = QSpinBox()
+        self.iters.setRange(1, 100000)
+        self.iters.setValue(int(s.value("bench/iters", 50)))
+        self.warmup = QSpinBox()
+        self.warmup.setRange(0, 10000)
+        self.warmup.setValue(int(s.value("bench/warmup", 5)))
+        self.data = QLineEdit(str(s.value("bench/data", "default")))
+        self.data.setToolTip("'default' is the shipped MNIST held-out split; or a folder of class subfolders / an .npz")
+        browse = QPushButton("…")
+        browse.setFixedWidth(32)
+        browse.clicked.connect(self._browse_data)
+        data_row = QHBoxLayout()
+        data_row.addWidget(self.data)
+        data_row.addWidget(browse)
+
+        self.bench_btn = QPushButton("Run Benchmark")
+        self.bench_btn.clicked.connect(self.start_benchmark)
+        self.eval_btn = QPushButton("Evaluate Accuracy")
+        self.eval_btn.clicked.connect(self.start_evaluate)
+        self.demo_btn = QPushButton("Run Demo Workflow")
+        self.demo_btn.setToolTip("Quantize to fp16, int8 and int4, then evaluate and benchmark every variant")
+        self.demo_btn.clicked.connect(self.start_demo)
+        self.cancel_btn = QPushButton("Cancel")
+        self.cancel_btn.setEnabled(False)
+        self.cancel_btn.clicked.connect(self.cancel)
+
+        form = QFormLayout()
+        form.addRow("Model", self.model)
+        form.addRow("Batch size", self.batch)
+        form.addRow("Iterations", self.iters)
+        form.addRow("Warm-up", self.warmup)
+        form.addRow("Evaluation data", data_row)
+        buttons = QHBoxLayout()
+        for b in (self.bench_btn, self.eval_btn, self.demo_btn, self.cancel_btn):
+            buttons.addWidget(b)
+        buttons.addStretch(1)
+        form.addRow(buttons)
+        box = QGroupBox("Run")
+        box.setLayout(form)
+
+        self.latency_plot = LivePlot("Latency per iteration", "ms")
+        self.memory_plot = LivePlot("Memory per iteration", "MB")
+        plots = QSplitter(Qt.Orientation.Horizontal)
+        plots.addWidget(self.latency_plot)
+        plots.addWidget(self.memory_plot)
+
+        self.table_model = RecordTableModel(SESSION_COLUMNS, self)
+        proxy = RawSortProxy(self)
+        proxy.setSourceModel(self.table_model)
+        self.table = QTableView()
+        self.table.setModel(proxy)
+        self.table.setSortingEnabled(True)
+        self.table.verticalHeader().setVisible(False)
+        self.status = QLabel("")
+
+        layout = QVBoxLayout(self)
+        layout.addWidget(box)
+        split = QSplitter(Qt.Orientation.Vertical)
+        split.addWidget(plots)
+        table_w = QWidget()
+        tl = QVBoxLayout(table_w)
+        tl.setContentsMargins(0, 0, 0, 0)
+        tl.addWidget(QLabel("This session's runs (every run is also in Results)"))
+        tl.addWidget(self.table)
+        tl.addWidget(self.status)
+        split.addWidget(table_w)
+        split.setStretchFactor(0, 3)
+        split.setStretchFactor(1, 2)
+        layout.addWidget(split, 1)
+
+        state.models_changed.connect(self._refresh_models)
+
+    # -- model list ------------------------------------------------------------------
+    @Slot()
+    def _refresh_models(self) -> None:
+        current = self.model.currentData()
+        self.model.clear()
+        for e in self.state.entries():
+            self.model.addItem(e.display, e.path)
+        if current:
+            self.set_model(current)
+
+    def set_model(self, path: str) -> None:
+        i = self.model.findData(path)
+        if i >= 0:
+            self.model.setCurrentIndex(i)
+
+    @Slot()
+    def _browse_data(self) -> None:
+        path = QFileDialog.getExistingDirectory(self, "Dataset folder (one subfolder per class)", str(Path.home()))
+        if path:
+            self.data.setText(path)
+
+    # -- running ---------------------------------------------------------------------
+    def _remember(self) -> None:
+        s = settings()
+        s.setValue("bench/batch", self.batch.value())
+        s.setValue("bench/iters", self.iters.value())
+        s.setValue("bench/warmup", self.warmup.value())
+        s.setValue("bench/data", self.data.text())
+
+    def _set_running(self, running: bool) -> None:
+        for b in (self.bench_btn, self.eval_btn, self.demo_btn):
+            b.setEnabled(not running)
+        self.cancel_btn.setEnabled(running)
+
+    def _submit(self, job, on_result, on_partial=None) -> None:
+        self._remember()
+        self._set_running(True)
+        self._job = self.router.submit(
+            job, replace=self._job, on_result=on_result, on_partial=on_partial, on_done=self._on_done
+        )
+
+    def _settings(self) -> BenchmarkSettings:
+        return BenchmarkSettings(self.batch.value(), self.iters.value(), self.warmup.value())
+
+    @Slot()
+    def start_benchmark(self) -> None:
+        path = self.model.currentData()
+        if not path:
+            return
+        entry = self.state.entry(path)
+        self._series = entry.display if entry else Path(path).name
+        self.latency_plot.clear_series()
+        self.memory_plot.clear_series()
+        self.status.setText(f"Benchmarking {self._series} …")
+        self._submit(BenchmarkJob(path, self._settings()), self._on_benchmark, self._on_samples)
+
+    @Slot()
+    def start_evaluate(self) -> None:
+        path = self.model.currentData()
+        if not path:
+            return
+        self.status.setText("Evaluating …")
+        self._submit(EvaluateJob(path, self.data.text().strip() or "default"), self._on_evaluate)
+
+    @Slot()
+    def start_demo(self) -> None:
+        path = self.model.currentData() or "default"
+        entry = self.state.entry(path)
+        if entry is not None and entry.quantized:
+            path = str(paths.DEFAULT_MODEL_DIR.resolve())
+        self.latency_plot.clear_series()
+        self.memory_plot.clear_series()
+        self.status.setText("Demo: quantize fp16/int8/int4, evaluate and benchmark each …")
+        out = paths.user_data_dir() / "demo"
+        self._submit(
+            DemoJob(str(out), path, self.data.text().strip() or "default", bench=self._settings()),
+            self._on_demo,
+            self._on_samples,
+        )
+
+    @Slot()
+    def cancel(self) -> None:
+        if self._job is not None:
+            self.router.cancel(self._job)
+
+    def busy(self) -> bool:
+        return self._job is not None
+
+    # -- results -----------------------------------------------------------------------
+    def _on_samples(self, payloads: tuple) -> None:
+        lat: dict[str, list[float]] = {}
+        mem: dict[str, list[float]] = {}
+        for p in payloads:
+            if isinstance(p, VariantSample):
+                name, sample = p.variant, p.sample
+            elif isinstance(p, IterationSample):
+                name, sample = self._series, p
+            elif isinstance(p, DemoRow):
+                self._merge_row(p.values["model_path"], p.values)
+                continue
+            else:
+                continue
+            lat.setdefault(name, []).append(sample.latency_ms)
+            mem.setdefault(f"{name} MLX", []).append(sample.active_memory / MB)
+            mem.setdefault(f"{name} RSS", []).append(sample.rss / MB)
+        for name, values in lat.items():
+            self.latency_plot.append(name, values)
+        for name, values in mem.items():
+            self.memory_plot.append(name, values)
+
+    def _merge_row(self, key: str, values: dict) -> None:
+        row = self._rows.setdefault(key, {"variant": values.get("variant", key)})
+        row.update({k: v for k, v in values.items() if v is not None})
+        self.table_model.set_rows(list(self._rows.values()))
+        self.table.resizeColumnsToContents()
+
+    def _on_benchmark(self, o: BenchmarkOutcome) -> None:
+        r = o.result
+        s = r.summary()
+        key = o.record.model_path if o.record else r.model_name
+        self._merge_row(key, {"variant": r.model_name, "recipe": r.recipe, **s})
+        self.status.setText(
+            f"{r.model_name}: p50 {s['latency_p50_ms']:.3f} ms, p99 {s['latency_p99_ms']:.3f} ms, "
+            f"{s['throughput_ips']:.1f} images/s on {r.environment.get('device')}"
+        )
+        self.state.results_changed.emit()
+
+    def _on_evaluate(self, o: EvaluateOutcome) -> None:
+        rep = o.result.report
+        key = o.record.model_path if o.record else o.result.model_name
+        self._merge_row(
+            key,
+            {
+                "variant": o.result.model_name,
+                "recipe": o.result.recipe,
+                "accuracy": rep.accuracy,
+                "macro_f1": rep.macro_f1,
+            },
+        )
+        skipped = f", {len(o.result.skipped)} unreadable files skipped" if o.result.skipped else ""
+        self.status.setText(
+            f"{o.result.model_name} on {o.result.dataset}: accuracy {100 * rep.accuracy:.2f}%, "
+            f"macro-F1 {rep.macro_f1:.4f} ({rep.n} images{skipped})"
+        )
+        self.state.results_changed.emit()
+
+    def _on_demo(self, o: DemoOutcome) -> None:
+        for row in o.rows:
+            self._merge_row(row.values["model_path"], row.values)
+        for row in o.rows:
+            self.state.add(row.values["model_path"])
+        self.status.setText(f"Demo finished: summary.csv and plots in {o.out_dir}")
+        self.state.results_changed.emit()
+
+    def _on_done(self) -> None:
+        self._job = None
+        self._set_running(False)

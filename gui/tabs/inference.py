@@ -1,0 +1,230 @@
+"""Inference tab: drop images, see top-k of the original and a quantized variant side by side."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from PySide6.QtCore import Qt, Slot
+from PySide6.QtGui import QPixmap
+from PySide6.QtWidgets import (
+    QAbstractItemView,
+    QComboBox,
+    QFileDialog,
+    QFormLayout,
+    QGridLayout,
+    QHBoxLayout,
+    QHeaderView,
+    QLabel,
+    QListWidget,
+    QListWidgetItem,
+    QPushButton,
+    QSpinBox,
+    QTableWidget,
+    QTableWidgetItem,
+    QVBoxLayout,
+    QWidget,
+)
+
+from engine import paths
+from engine.data.images import IMAGE_SUFFIXES
+from engine.jobs import PredictJob, PredictOutcome
+from gui.router import JobRouter
+from gui.state import AppState, settings
+from gui.widgets.drop_zone import DropZone
+
+
+class TopKTable(QTableWidget):
+    def __init__(self, parent=None):
+        super().__init__(0, 3, parent)
+        self.setHorizontalHeaderLabels(["#", "label", "probability"])
+        self.verticalHeader().setVisible(False)
+        self.setEditTriggers(QAbstractItemView.EditTrigger.NoEditTriggers)
+        self.horizontalHeader().setSectionResizeMode(1, QHeaderView.ResizeMode.Stretch)
+
+    def show_predictions(self, preds) -> None:
+        self.setRowCount(len(preds))
+        for r, p in enumerate(preds):
+            self.setItem(r, 0, QTableWidgetItem(str(r + 1)))
+            self.setItem(r, 1, QTableWidgetItem(p.label))
+            item = QTableWidgetItem(f"{100 * p.probability:.2f}%")
+            item.setTextAlignment(int(Qt.AlignmentFlag.AlignRight | Qt.AlignmentFlag.AlignVCenter))
+            self.setItem(r, 2, item)
+
+    def labels(self) -> list[str]:
+        return [self.item(r, 1).text() for r in range(self.rowCount())]
+
+
+class InferenceTab(QWidget):
+    def __init__(self, state: AppState, router: JobRouter, parent=None):
+        super().__init__(parent)
+        self.state = state
+        self.router = router
+        self._job: int | None = None
+        self.outcome: PredictOutcome | None = None
+
+        self.drop = DropZone()
+        self.drop.images_dropped.connect(self.predict_images)
+        self.drop.rejected.connect(self._on_rejected)
+        open_btn = QPushButton("Open Image…")
+        open_btn.clicked.connect(self.open_images)
+        self.samples = QListWidget()
+        self.samples.setMaximumHeight(120)
+        for f in sorted(paths.SAMPLES_DIR.glob("*.png")):
+            item = QListWidgetItem(f.name)
+            item.setData(Qt.ItemDataRole.UserRole, str(f))
+            self.samples.addItem(item)
+        self.samples.itemActivated.connect(self._sample_activated)
+        self.samples.itemDoubleClicked.connect(self._sample_activated)
+
+        left = QVBoxLayout()
+        left.addWidget(self.drop, 1)
+        left.addWidget(open_btn)
+        left.addWidget(QLabel("Sample images (double-click)"))
+        left.addWidget(self.samples)
+
+        self.model_a = QComboBox()
+        self.model_b = QComboBox()
+        self.top_k = QSpinBox()
+        self.top_k.setRange(1, 20)
+        self.top_k.setValue(int(settings().value("inference/top_k", 5)))
+        form = QFormLayout()
+        form.addRow("Original", self.model_a)
+        form.addRow("Quantized", self.model_b)
+        form.addRow("Top-k", self.top_k)
+
+        self.images = QListWidget()
+        self.images.currentRowChanged.connect(self._show_row)
+        self.preview = QLabel()
+        self.preview.setFixedSize(160, 160)
+        self.preview.setAlignment(Qt.AlignmentFlag.AlignCenter)
+        self.preview.setStyleSheet("QLabel { background: #222; }")
+        self.title_a = QLabel("Original")
+        self.title_b = QLabel("Quantized")
+        self.table_a = TopKTable()
+        self.table_b = TopKTable()
+        self.message = QLabel("")
+        self.message.setWordWrap(True)
+
+        grid = QGridLayout()
+        grid.addWidget(self.title_a, 0, 0)
+        grid.addWidget(self.title_b, 0, 1)
+        grid.addWidget(self.table_a, 1, 0)
+        grid.addWidget(self.table_b, 1, 1)
+
+        top = QHBoxLayout()
+        top.addWidget(self.preview)
+        top.addWidget(self.images, 1)
+
+        right = QVBoxLayout()
+        right.addLayout(form)
+        right.addLayout(top)
+        right.addLayout(grid, 1)
+        right.addWidget(self.message)
+
+        layout = QHBoxLayout(self)
+        lw = QWidget()
+        lw.setLayout(left)
+        lw.setMaximumWidth(320)
+        layout.addWidget(lw)
+        layout.addLayout(right, 1)
+
+        state.models_changed.connect(self._refresh_models)
+
+    # -- models ----------------------------------------------------------------------
+    @Slot()
+    def _refresh_models(self) -> None:
+        a, b = self.model_a.currentData(), self.model_b.currentData()
+        for combo in (self.model_a, self.model_b):
+            combo.clear()
+            for e in self.state.entries():
+                combo.addItem(e.display, e.path)
+        entries = self.state.entries()
+        floats = [e for e in entries if not e.quantized]
+        quants = [e for e in entries if e.quantized]
+        self._select(self.model_a, a or (floats[0].path if floats else None))
+        self._select(self.model_b, b or (quants[-1].path if quants else None))
+
+    @staticmethod
+    def _select(combo: QComboBox, path: str | None) -> None:
+        if path:
+            i = combo.findData(path)
+            if i >= 0:
+                combo.setCurrentIndex(i)
+
+    def set_variant(self, path: str) -> None:
+        """Show a new quantized variant in the right-hand column."""
+        self._select(self.model_b, path)
+
+    # -- images ----------------------------------------------------------------------
+    @Slot()
+    def open_images(self) -> None:
+        s = settings()
+        start = str(s.value("folders/images", str(paths.SAMPLES_DIR)))
+        patterns = " ".join(f"*{x}" for x in sorted(IMAGE_SUFFIXES))
+        files, _ = QFileDialog.getOpenFileNames(self, "Open images", start, f"Images ({patterns});;All files (*)")
+        if files:
+            s.setValue("folders/images", str(Path(files[0]).parent))
+            self.drop.handle_files(files)
+
+    @Slot(QListWidgetItem)
+    def _sample_activated(self, item: QListWidgetItem) -> None:
+        self.drop.handle_files([item.data(Qt.ItemDataRole.UserRole)])
+
+    @Slot(object)
+    def _on_rejected(self, messages: list[str]) -> None:
+        text = "\n".join(messages)
+        self.message.setText(f"<span style='color:#c0392b'>{text}</span>")
+        self.window().show_error("Cannot use dropped file", text)
+
+    @Slot(object)
+    def predict_images(self, files: list[str]) -> None:
+        models = [m for m in (self.model_a.currentData(), self.model_b.currentData()) if m]
+        if not models:
+            self.window().show_error("Inference", "no model loaded")
+            return
+        settings().setValue("inference/top_k", self.top_k.value())
+        self.message.setText(f"Predicting {len(files)} image(s) …")
+        self._job = self.router.submit(
+            PredictJob(tuple(models), tuple(files), None, self.top_k.value()),
+            replace=self._job,
+            on_result=self._on_result,
+            on_failed=self._on_failed,
+            on_done=self._on_done,
+        )
+
+    def _on_result(self, outcome: PredictOutcome) -> None:
+        self.outcome = outcome
+        self.title_a.setText(f"<b>{outcome.models[0]}</b>")
+        self.title_b.setText(f"<b>{outcome.models[-1]}</b>")
+        self.images.blockSignals(True)
+        self.images.clear()
+        for p in outcome.inputs:
+            self.images.addItem(Path(p).name)
+        self.images.blockSignals(False)
+        self.images.setCurrentRow(0)
+        self._show_row(0)
+        if len(outcome.models) > 1:
+            agree = sum(preds[0][0].index == preds[1][0].index for preds in outcome.predictions)
+            self.message.setText(f"Top-1 agreement between the two models: {agree}/{len(outcome.inputs)} image(s)")
+        else:
+            self.message.setText("")
+
+    def _on_failed(self, message: str) -> None:
+        self.message.setText(f"<span style='color:#c0392b'>{message}</span>")
+
+    def _on_done(self) -> None:
+        self._job = None
+
+    @Slot(int)
+    def _show_row(self, row: int) -> None:
+        if self.outcome is None or not (0 <= row < len(self.outcome.inputs)):
+            return
+        path = self.outcome.inputs[row]
+        pix = QPixmap(path)
+        if not pix.isNull():
+            self.preview.setPixmap(
+                pix.scaled(160, 160, Qt.AspectRatioMode.KeepAspectRatio, Qt.TransformationMode.FastTransformation)
+            )
+        preds = self.outcome.predictions[row]
+        self.table_a.show_predictions(preds[0])
+        self.table_b.show_predictions(preds[-1])

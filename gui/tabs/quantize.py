@@ -1,0 +1,174 @@
+"""Quantize tab: pick a float model and a recipe, quantize on the engine thread."""
+
+from __future__ import annotations
+
+from PySide6.QtCore import Signal, Slot
+from PySide6.QtWidgets import (
+    QComboBox,
+    QFormLayout,
+    QGroupBox,
+    QHBoxLayout,
+    QLabel,
+    QPushButton,
+    QTableView,
+    QVBoxLayout,
+    QWidget,
+)
+
+from engine.jobs import QuantizeJob, QuantizeOutcome
+from engine.model_card import human_bytes
+from engine.quant.recipes import builtin_names
+from gui.router import JobRouter
+from gui.state import AppState, settings
+from gui.tabs.models import LAYER_COLUMNS
+from gui.widgets.table_model import Column, RawSortProxy, RecordTableModel, fmt_float
+
+RECIPE_HELP = {
+    "fp16": "float16 weights and activations",
+    "bf16": "bfloat16 weights and activations",
+    "int8": "8-bit group-wise affine weights (convolutions included), float32 activations",
+    "int4": "4-bit group-wise affine weights (convolutions included), float32 activations",
+    "mxfp4": "OCP MX FP4 (E2M1, shared 8-bit exponent per 32)",
+    "mxfp8": "OCP MX FP8 (E4M3, shared 8-bit exponent per 32)",
+    "nvfp4": "NVIDIA FP4 (E2M1, FP8 scale per 16)",
+}
+
+VARIANT_COLUMNS = [
+    Column("variant", lambda o: o.card.name),
+    Column("recipe", lambda o: o.recipe),
+    Column("size", lambda o: o.card.size_on_disk, human_bytes, True),
+    Column("bits/weight", lambda o: o.card.bits_per_weight, fmt_float(2), True),
+    Column(
+        "vs float", lambda o: (o.source.size_on_disk or 0) / (o.card.size_on_disk or 1), lambda v: f"{v:.2f}×", True
+    ),
+    Column("seconds", lambda o: o.seconds, fmt_float(2), True),
+    Column("path", lambda o: o.path),
+]
+
+
+class QuantizeTab(QWidget):
+    variant_created = Signal(str)  # bundle path
+
+    def __init__(self, state: AppState, router: JobRouter, parent=None):
+        super().__init__(parent)
+        self.state = state
+        self.router = router
+        self._job: int | None = None
+        s = settings()
+
+        self.source = QComboBox()
+        self.recipe = QComboBox()
+        self.recipe.addItems(builtin_names()[1:])  # fp32 is the source itself
+        self.recipe.setCurrentText(str(s.value("quantize/recipe", "int8")))
+        self.group_size = QComboBox()
+        self.group_size.addItems(["32", "64", "128"])
+        self.group_size.setCurrentText(str(s.value("quantize/group_size", "64")))
+        self.help = QLabel()
+        self.help.setWordWrap(True)
+        self.recipe.currentTextChanged.connect(self._recipe_changed)
+        self.run_btn = QPushButton("Quantize")
+        self.run_btn.setToolTip("Quantize the source model with this recipe (Ctrl+Return)")
+        self.run_btn.clicked.connect(self.start)
+        self.cancel_btn = QPushButton("Cancel")
+        self.cancel_btn.setEnabled(False)
+        self.cancel_btn.clicked.connect(self.cancel)
+
+        form = QFormLayout()
+        form.addRow("Source model", self.source)
+        form.addRow("Recipe", self.recipe)
+        form.addRow("Group size", self.group_size)
+        form.addRow("", self.help)
+        buttons = QHBoxLayout()
+        buttons.addWidget(self.run_btn)
+        buttons.addWidget(self.cancel_btn)
+        buttons.addStretch(1)
+        form.addRow(buttons)
+        settings_box = QGroupBox("Settings")
+        settings_box.setLayout(form)
+
+        self.variants = RecordTableModel(VARIANT_COLUMNS, self)
+        vproxy = RawSortProxy(self)
+        vproxy.setSourceModel(self.variants)
+        self.variant_table = QTableView()
+        self.variant_table.setModel(vproxy)
+        self.variant_table.setSortingEnabled(True)
+        self.variant_table.verticalHeader().setVisible(False)
+        self.variant_table.horizontalHeader().setStretchLastSection(True)
+        self.layers = RecordTableModel(LAYER_COLUMNS, self)
+        self.layer_table = QTableView()
+        self.layer_table.setModel(self.layers)
+        self.layer_table.verticalHeader().setVisible(False)
+        self.layer_table.horizontalHeader().setStretchLastSection(True)
+
+        layout = QVBoxLayout(self)
+        layout.addWidget(settings_box)
+        layout.addWidget(QLabel("Variants made in this session"))
+        layout.addWidget(self.variant_table, 2)
+        self.layer_title = QLabel("Per-layer storage of the last variant")
+        layout.addWidget(self.layer_title)
+        layout.addWidget(self.layer_table, 3)
+
+        state.models_changed.connect(self._refresh_sources)
+        self._recipe_changed(self.recipe.currentText())
+
+    @Slot()
+    def _refresh_sources(self) -> None:
+        current = self.source.currentData()
+        self.source.clear()
+        for e in self.state.float_entries():
+            self.source.addItem(e.display, e.path)
+        if current:
+            i = self.source.findData(current)
+            if i >= 0:
+                self.source.setCurrentIndex(i)
+
+    @Slot(str)
+    def _recipe_changed(self, name: str) -> None:
+        self.group_size.setEnabled(name.startswith("int"))
+        self.help.setText(RECIPE_HELP.get(name, "group-wise affine weights (convolutions included)"))
+
+    def set_source(self, path: str) -> None:
+        i = self.source.findData(path)
+        if i >= 0:
+            self.source.setCurrentIndex(i)
+
+    @Slot()
+    def start(self) -> None:
+        path = self.source.currentData()
+        if not path:
+            self.window().show_error("Quantize", "no float model to quantize: open or import one first")
+            return
+        recipe = self.recipe.currentText()
+        gs = int(self.group_size.currentText()) if recipe.startswith("int") else None
+        s = settings()
+        s.setValue("quantize/recipe", recipe)
+        s.setValue("quantize/group_size", self.group_size.currentText())
+        self.run_btn.setEnabled(False)
+        self.cancel_btn.setEnabled(True)
+        self._job = self.router.submit(
+            QuantizeJob(path, recipe, None, gs), replace=self._job, on_result=self._on_result, on_done=self._on_done
+        )
+
+    @Slot()
+    def cancel(self) -> None:
+        if self._job is not None:
+            self.router.cancel(self._job)
+
+    def _on_result(self, outcome: QuantizeOutcome) -> None:
+        self.variants.append(outcome)
+        self.layers.set_rows(list(outcome.card.layers))
+        self.layer_title.setText(f"Per-layer storage of {outcome.card.name}")
+        self.layer_table.resizeColumnsToContents()
+        entry = self.state.add(outcome.path)
+        self.state.set_card(outcome.card)
+        self.state.results_changed.emit()
+        if entry:
+            self.variant_created.emit(entry.path)
+
+    def _on_done(self) -> None:
+        self._job = None
+        self.run_btn.setEnabled(True)
+        self.cancel_btn.setEnabled(False)
+
+    def busy(self) -> bool:
+        return self._job is not None
