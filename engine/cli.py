@@ -7,6 +7,7 @@ Exit codes: 0 success, 1 bad input or runtime error (one line on stderr),
 from __future__ import annotations
 
 import argparse
+import importlib
 import json
 import sys
 from pathlib import Path
@@ -101,7 +102,16 @@ def build_parser() -> argparse.ArgumentParser:
     p = sub.add_parser("info", help="the model card of a bundle")
     p.add_argument("--model", required=True)
     p.add_argument("--json", action="store_true")
+
+    for module_name in EXTENSIONS:
+        module = importlib.import_module(module_name)
+        COMMANDS.update(module.register(sub))
     return parser
+
+
+# Feature modules that add subcommands: each has register(subparsers) -> {name: handler}.
+# Handlers take the parsed args and return an exit code; they raise UserError for bad input.
+EXTENSIONS: list[str] = []
 
 
 def _context(args):
