@@ -95,3 +95,52 @@ class ConvBNAct(nn.Module):
         elif self.act == "relu6":
             x = nn.relu6(x)
         return x
+
+
+# -- helpers for the torchvision-style architectures ------------------------------------
+
+ACTIVATIONS = {
+    None: lambda x: x,
+    "relu": nn.relu,
+    "relu6": nn.relu6,
+    "silu": nn.silu,
+    "sigmoid": mx.sigmoid,
+    "hardswish": nn.hardswish,
+}
+
+
+def make_divisible(v: float, divisor: int = 8, min_value: int | None = None) -> int:
+    """Round a channel count to a multiple of ``divisor`` without losing more than 10% (TF/torchvision rule)."""
+    min_value = divisor if min_value is None else min_value
+    new_v = max(min_value, int(v + divisor / 2) // divisor * divisor)
+    if new_v < 0.9 * v:
+        new_v += divisor
+    return new_v
+
+
+def make_conv(in_ch: int, out_ch: int, kernel_size=1, stride=1, padding=None, groups: int = 1, bias: bool = False):
+    """nn.Conv2d, or DepthwiseConv2d (same weight layout, faster on CPU) when groups == in == out."""
+    kh, kw = _pair(kernel_size)
+    if padding is None:
+        padding = ((kh - 1) // 2, (kw - 1) // 2)
+    if groups > 1 and groups == in_ch == out_ch:
+        return DepthwiseConv2d(in_ch, (kh, kw), stride, padding, bias=bias)
+    return nn.Conv2d(in_ch, out_ch, (kh, kw), stride, padding, groups=groups, bias=bias)
+
+
+def conv_norm(in_ch: int, out_ch: int, kernel_size=1, stride=1, groups: int = 1, eps: float = 1e-5) -> list:
+    """torchvision's Conv2dNormActivation as a list [conv, bn], so its parameters are named ``N.0.*``/``N.1.*``.
+
+    The activation is applied by the owner (see :func:`run_conv_norm`): it holds no parameters.
+    """
+    return [make_conv(in_ch, out_ch, kernel_size, stride, groups=groups), nn.BatchNorm(out_ch, eps=eps)]
+
+
+def run_conv_norm(layers: list, x: mx.array, act: str | None) -> mx.array:
+    conv, bn = layers
+    return ACTIVATIONS[act](bn(conv(x)))
+
+
+def global_avg_pool(x: mx.array) -> mx.array:
+    """(N, H, W, C) -> (N, C)."""
+    return mx.mean(x, axis=(1, 2))
