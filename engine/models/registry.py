@@ -9,7 +9,7 @@ import mlx.nn as nn
 
 from engine.data.preprocess import Preprocessing
 from engine.errors import UserError
-from engine.models import densenet, efficientnet, mobilenet_v2, resnet, small_cnn
+from engine.models import densenet, efficientnet, graph, mobilenet_v2, resnet, small_cnn
 from engine.models.base import IMAGENET_PREPROCESSING
 
 
@@ -111,3 +111,14 @@ for _depth in (121, 161, 169, 201):
         densenet.DenseNet,
         f"DenseNet-{_depth} (torchvision/timm names)",
     )
+register(
+    Architecture(
+        name="graph",
+        config_cls=graph.GraphConfig,
+        model_cls=graph.GraphModel,
+        sanitize=graph.sanitize,
+        description="A Keras or ONNX graph rebuilt in MLX (the graph is stored in the bundle)",
+        default_preprocessing=graph.GRAPH_PREPROCESSING,
+        infer_config=graph.infer_config,
+    )
+)
