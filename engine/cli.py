@@ -318,7 +318,7 @@ def cmd_info(args) -> int:
     from dataclasses import asdict
 
     from engine.jobs import LoadModelJob
-    from engine.model_card import human_bytes
+    from engine.model_card import human_bytes, human_count
 
     card = _run(LoadModelJob(args.model), args)
     if args.json:
@@ -330,10 +330,13 @@ def cmd_info(args) -> int:
     print(
         f"  input {card.input_shape}, {len(card.labels)} classes, {card.params:,} parameters, "
         f"{human_bytes(card.bytes)} in memory, {human_bytes(card.size_on_disk)} on disk, "
-        f"{card.bits_per_weight:.2f} bits/weight"
+        f"{card.bits_per_weight:.2f} bits/weight, {human_count(card.macs)}MACs per image"
     )
     for r in card.layers:
-        print(f"  {r.name:<16}{r.type:<26}{str(r.shape):<20}{r.format:<12}{r.params:>9,}{human_bytes(r.bytes):>10}")
+        print(
+            f"  {r.name:<16}{r.type:<26}{str(r.shape):<20}{r.format:<12}{r.params:>9,}{human_bytes(r.bytes):>10}"
+            f"{human_count(r.macs):>10}"
+        )
     return 0
 
 
