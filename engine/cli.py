@@ -330,7 +330,7 @@ def cmd_info(args) -> int:
     print(
         f"  input {card.input_shape}, {len(card.labels)} classes, {card.params:,} parameters, "
         f"{human_bytes(card.bytes)} in memory, {human_bytes(card.size_on_disk)} on disk, "
-        f"{card.bits_per_weight:.2f} bits/weight, {human_count(card.macs)}MACs per image"
+        f"{card.bits_per_weight:.2f} bits/weight, {human_count(card.macs)} MACs per image"
     )
     for r in card.layers:
         print(
