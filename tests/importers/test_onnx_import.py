@@ -14,6 +14,8 @@ from engine.errors import UserError  # noqa: E402
 from engine.importers.onnx_graph import import_onnx  # noqa: E402
 
 TOL = 1e-3
+# torch 2.13's TorchScript exporter (the offline one) warns that it is deprecated.
+pytestmark = pytest.mark.filterwarnings("ignore::DeprecationWarning")
 
 
 def ort_run(path, x_nchw: np.ndarray) -> np.ndarray:

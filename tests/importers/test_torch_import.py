@@ -107,6 +107,7 @@ class _Exploit:
         return (os.system, (f"touch {self.marker}",))
 
 
+@pytest.mark.filterwarnings("ignore:Detected pickle protocol")
 def test_pth_whose_pickle_runs_code_is_refused_and_nothing_runs(tmp_path):
     torch = pytest.importorskip("torch")
     marker = tmp_path / "pwned"
