@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import re
+from collections.abc import Callable
 from pathlib import Path
 
 import mlx.core as mx
@@ -25,6 +26,27 @@ def require(module: str, path: Path):
         raise UserError(f"reading this file needs the '{module}' package (pip install {module})", path) from None
 
 
+def _unique(base: str, used: set[str], sep: str) -> str:
+    out, i = base, 1
+    while out in used:
+        i += 1
+        out = f"{base}{sep}{i}"
+    used.add(out)
+    return out
+
+
+def open_source(path, what: str, progress, should_stop) -> tuple[Path, Callable, Callable]:
+    """The importers' common start: the path, a progress callback and a stop check that are never None.
+
+    Raises:
+        UserError: the file does not exist.
+    """
+    path = Path(path).expanduser()
+    if not path.is_file():
+        raise UserError(f"{what} file not found", path)
+    return path, progress or (lambda f, m: None), should_stop or (lambda: False)
+
+
 class GraphBuilder:
     """Accumulates nodes (NHWC semantics) and their parameters under ``layers.<key>``/``consts.<key>``."""
 
@@ -37,21 +59,11 @@ class GraphBuilder:
 
     def key(self, name: str) -> str:
         """A unique parameter key without dots, readable in the model card."""
-        base = re.sub(r"[^0-9A-Za-z]+", "_", name).strip("_") or "node"
-        key, i = base, 1
-        while key in self._keys:
-            i += 1
-            key = f"{base}_{i}"
-        self._keys.add(key)
-        return key
+        return _unique(re.sub(r"[^0-9A-Za-z]+", "_", name).strip("_") or "node", self._keys, "_")
 
     def fresh(self, name: str) -> str:
-        out, i = name, 1
-        while out in self._names:
-            i += 1
-            out = f"{name}#{i}"
-        self._names.add(out)
-        return out
+        """A unique node name."""
+        return _unique(name, self._names, "#")
 
     def add(self, op: str, inputs: list[str], name: str, **attrs) -> str:
         name = self.fresh(name)

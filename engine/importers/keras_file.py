@@ -22,7 +22,7 @@ import numpy as np
 from engine.bundle import ModelBundle
 from engine.data.preprocess import Preprocessing
 from engine.errors import Cancelled, UserError
-from engine.importers.graph_builder import GraphBuilder, require
+from engine.importers.graph_builder import GraphBuilder, open_source, require
 
 IDENTITY_LAYERS = {
     "Dropout",
@@ -564,11 +564,7 @@ def import_keras(
         UserError: unreadable file, an unsupported layer (named), weights missing or
             of the wrong shape, or a model whose input is not an image.
     """
-    path = Path(path).expanduser()
-    report = progress or (lambda f, m: None)
-    stop = should_stop or (lambda: False)
-    if not path.is_file():
-        raise UserError("Keras file not found", path)
+    path, report, stop = open_source(path, "Keras", progress, should_stop)
     report(0.0, f"reading {path.name}")
     cfg, weights, handle = read_keras_file(path)
     try:

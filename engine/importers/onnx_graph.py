@@ -17,7 +17,7 @@ import numpy as np
 from engine.bundle import ModelBundle
 from engine.data.preprocess import Preprocessing
 from engine.errors import Cancelled, UserError
-from engine.importers.graph_builder import GraphBuilder, require
+from engine.importers.graph_builder import GraphBuilder, open_source, require
 
 TO_NHWC = (0, 2, 3, 1)
 TO_NCHW = (0, 3, 1, 2)
@@ -495,11 +495,7 @@ def import_onnx(
         UserError: unreadable file, more than one input, unsupported operators
             (named with their nodes), or shapes that do not fit.
     """
-    path = Path(path).expanduser()
-    report = progress or (lambda f, m: None)
-    stop = should_stop or (lambda: False)
-    if not path.is_file():
-        raise UserError("ONNX file not found", path)
+    path, report, stop = open_source(path, "ONNX", progress, should_stop)
     onnx = require("onnx", path)
     report(0.0, f"reading {path.name}")
     try:

@@ -52,6 +52,26 @@ def rename(weights: dict, rules: list[tuple[str, str]]) -> dict:
     return out
 
 
+def timm_stem_head_rules(head_index: int) -> list[tuple[str, str]]:
+    """timm's ``conv_stem/bn1`` ... ``conv_head/bn2/classifier`` -> torchvision's ``features.0``,
+    ``features.<head_index>`` and ``classifier.1`` (MobileNetV2, EfficientNet)."""
+    return [
+        (r"^conv_stem\.", "features.0.0."),
+        (r"^bn1\.", "features.0.1."),
+        (r"^conv_head\.", f"features.{head_index}.0."),
+        (r"^bn2\.", f"features.{head_index}.1."),
+        (r"^classifier\.", "classifier.1."),
+    ]
+
+
+def sanitize_timm(weights: dict, timm_rules) -> dict:
+    """A torchvision or timm state dict -> torchvision names; timm's is recognised by its ``conv_stem``."""
+    weights = drop_tracking(weights)
+    if "conv_stem.weight" in weights:
+        weights = rename(weights, timm_rules())
+    return weights
+
+
 def head_classes(weights: dict, key: str) -> dict:
     """``{"num_classes": n}`` from the classifier weight ``key`` if present."""
     w = weights.get(key)

@@ -16,7 +16,7 @@ from dataclasses import dataclass
 import mlx.core as mx
 import mlx.nn as nn
 
-from engine.models.base import ArchConfig, drop_tracking, head_classes, in_channels_of, rename
+from engine.models.base import ArchConfig, head_classes, in_channels_of, sanitize_timm, timm_stem_head_rules
 from engine.models.layers import conv_norm, global_avg_pool, make_divisible, run_conv_norm
 
 # expand ratio, kernel, stride, in channels, out channels, layers (B0 baseline).
@@ -112,12 +112,7 @@ class EfficientNet(nn.Module):
 
 def _timm_rules() -> list[tuple[str, str]]:
     """timm efficientnet names -> torchvision names."""
-    rules = [
-        (r"^conv_stem\.", "features.0.0."),
-        (r"^bn1\.", "features.0.1."),
-        (r"^conv_head\.", "features.8.0."),
-        (r"^bn2\.", "features.8.1."),
-        (r"^classifier\.", "classifier.1."),
+    rules = timm_stem_head_rules(8) + [
         (r"\.se\.conv_reduce\.", ".se.fc1."),
         (r"\.se\.conv_expand\.", ".se.fc2."),
         (r"^blocks\.(\d+)\.", lambda m: f"features.{int(m.group(1)) + 1}."),
@@ -140,10 +135,7 @@ def _timm_rules() -> list[tuple[str, str]]:
 
 def sanitize(weights: dict) -> dict:
     """torchvision or timm EfficientNet state dict -> this model's names."""
-    weights = drop_tracking(weights)
-    if "conv_stem.weight" in weights:
-        weights = rename(weights, _timm_rules())
-    return weights
+    return sanitize_timm(weights, _timm_rules)
 
 
 def infer_config(weights: dict) -> dict:

@@ -15,7 +15,7 @@ from dataclasses import dataclass
 import mlx.core as mx
 import mlx.nn as nn
 
-from engine.models.base import ArchConfig, drop_tracking, head_classes, in_channels_of, rename
+from engine.models.base import ArchConfig, head_classes, in_channels_of, sanitize_timm, timm_stem_head_rules
 from engine.models.layers import conv_norm, global_avg_pool, make_conv, make_divisible, run_conv_norm
 
 # expansion t, output channels c, repeats n, first stride s (Table 2 of the paper).
@@ -82,13 +82,7 @@ class MobileNetV2(nn.Module):
 
 def _timm_rules() -> list[tuple[str, str]]:
     """timm mobilenetv2 names -> torchvision names (``blocks.s.b`` flattened to ``features.k``)."""
-    rules = [
-        (r"^conv_stem\.", "features.0.0."),
-        (r"^bn1\.", "features.0.1."),
-        (r"^conv_head\.", "features.18.0."),
-        (r"^bn2\.", "features.18.1."),
-        (r"^classifier\.", "classifier.1."),
-    ]
+    rules = timm_stem_head_rules(18)
     k = 1
     for stage, (t, _, n, _) in enumerate(SETTINGS):
         for b in range(n):
@@ -111,10 +105,7 @@ def _timm_rules() -> list[tuple[str, str]]:
 
 def sanitize(weights: dict) -> dict:
     """torchvision or timm MobileNetV2 state dict -> this model's names."""
-    weights = drop_tracking(weights)
-    if "conv_stem.weight" in weights:
-        weights = rename(weights, _timm_rules())
-    return weights
+    return sanitize_timm(weights, _timm_rules)
 
 
 def infer_config(weights: dict) -> dict:
