@@ -47,8 +47,10 @@ def read_state_dict(path: str | Path) -> dict[str, np.ndarray]:
         )
     elif suffix in (".pth", ".pt", ".bin", ".ckpt"):
         tensors = _read_torch(path)
+    elif suffix in (".h5", ".hdf5"):
+        tensors = _read_keras_h5(path)
     else:
-        raise UserError(f"unsupported checkpoint type '{suffix}' (use .safetensors, .npz or .pth)", path)
+        raise UserError(f"unsupported checkpoint type '{suffix}' (use .safetensors, .npz, .pth or Keras .h5)", path)
     if not tensors:
         raise UserError("checkpoint holds no tensors", path)
     return tensors
@@ -80,6 +82,27 @@ def _read_torch(path: Path) -> dict[str, np.ndarray]:
                 v = v.float()
             out[str(k)] = v.numpy()
     return strip_common_prefix(out)
+
+
+def _read_keras_h5(path: Path) -> dict[str, np.ndarray]:
+    """Keras HDF5 weights as ``{"layer/var": array}`` (legacy whole-model or weights-only files)."""
+    try:
+        import h5py
+    except ImportError:
+        raise UserError("reading .h5 needs the 'h5py' package (pip install h5py)", path) from None
+    out = {}
+    try:
+        with h5py.File(path, "r") as f:
+            root = f["model_weights"] if "model_weights" in f else f
+            for layer in root:
+                group = root[layer]
+                for n in group.attrs.get("weight_names", []):
+                    n = n.decode() if isinstance(n, bytes) else str(n)
+                    if n in group:
+                        out[n.removesuffix(":0")] = np.asarray(group[n], dtype=np.float32)
+    except OSError as exc:
+        raise UserError(f"not a readable HDF5 file ({exc})", path) from None
+    return out
 
 
 WRAPPER_KEYS = ("state_dict", "model_state_dict", "model", "net", "ema", "model_ema")

@@ -65,6 +65,8 @@ def import_file(
     """
     path = Path(path).expanduser()
     kind = file_kind(path)
+    if kind == "keras" and arch and arch != "graph" and path.suffix.lower() != ".keras":
+        kind = "state_dict"  # a Keras HDF5 file read by layer names into a built-in architecture (xception)
     if kind == "state_dict":
         from engine.importers.checkpoint import import_checkpoint
         from engine.models import registry

@@ -11,7 +11,6 @@ from __future__ import annotations
 
 import io
 import json
-import math
 import re
 import zipfile
 from collections.abc import Callable
@@ -23,6 +22,7 @@ from engine.bundle import ModelBundle
 from engine.data.preprocess import Preprocessing
 from engine.errors import Cancelled, UserError
 from engine.importers.graph_builder import GraphBuilder, open_source, require
+from engine.models.layers import tf_same_pads
 
 IDENTITY_LAYERS = {
     "Dropout",
@@ -96,14 +96,6 @@ def _snake(name: str) -> str:
 
 def _pair(v) -> tuple[int, int]:
     return (int(v), int(v)) if isinstance(v, (int, float)) else (int(v[0]), int(v[1]))
-
-
-def _same_pads(size: int | None, k: int, s: int, d: int = 1) -> tuple[int, int]:
-    """TensorFlow 'same' padding: the extra cell goes at the end."""
-    if size is None:
-        raise ValueError("'same' padding needs a static input size")
-    total = max((math.ceil(size / s) - 1) * s + (k - 1) * d + 1 - size, 0)
-    return total // 2, total - total // 2
 
 
 # -- weights --------------------------------------------------------------------------
@@ -285,7 +277,7 @@ class _Converter:
             return [0, 0, 0, 0]
         if c.get("padding") != "same":
             raise ValueError(f"padding '{c.get('padding')}' is not supported")
-        (t, b), (left, r) = (_same_pads(shape[i], kernel[i], stride[i], dilation[i]) for i in (0, 1))
+        (t, b), (left, r) = (tf_same_pads(shape[i], kernel[i], stride[i], dilation[i]) for i in (0, 1))
         return [t, b, left, r]
 
     def _out_shape(self, shape, kernel, stride, pads, dilation, channels) -> tuple:

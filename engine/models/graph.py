@@ -23,7 +23,7 @@ import mlx.core as mx
 import mlx.nn as nn
 
 from engine.data.preprocess import Preprocessing
-from engine.models.layers import ACTIVATIONS, DepthwiseConv2d
+from engine.models.layers import ACTIVATIONS, DepthwiseConv2d, pool2d
 
 GRAPH_PREPROCESSING = Preprocessing(input_size=(224, 224), channels=3, resize="stretch", scale="unit")
 
@@ -78,29 +78,15 @@ def make_module(op: str, a: dict) -> nn.Module | None:
 
 
 def _pool(x: mx.array, a: dict) -> mx.array:
-    kh, kw = _pair(a["kernel"])
-    sh, sw = _pair(a.get("stride", a["kernel"]))
-    top, bottom, left, right = a.get("pads", (0, 0, 0, 0))
-    is_max = a["kind"] == "max"
-    if top or bottom or left or right:
-        x = mx.pad(x, [(0, 0), (top, bottom), (left, right), (0, 0)], constant_values=-float("inf") if is_max else 0.0)
-    h, w = x.shape[1], x.shape[2]
-    ho, wo = (h - kh) // sh + 1, (w - kw) // sw + 1
-    out = None
-    for i in range(kh):
-        for j in range(kw):
-            tap = x[:, i : i + (ho - 1) * sh + 1 : sh, j : j + (wo - 1) * sw + 1 : sw, :]
-            out = tap if out is None else (mx.maximum(out, tap) if is_max else out + tap)
-    if is_max:
-        return out
-    if a.get("count_include_pad", True) or not (top or bottom or left or right):
-        return out / (kh * kw)
-    # Average over the valid (unpadded) cells only, as TF/Keras "same" pooling does.
-    ones = mx.pad(
-        mx.ones((1, h - top - bottom, w - left - right, 1), x.dtype), [(0, 0), (top, bottom), (left, right), (0, 0)]
+    kernel = _pair(a["kernel"])
+    return pool2d(
+        x,
+        a["kind"],
+        kernel,
+        _pair(a.get("stride", kernel)),
+        a.get("pads", (0, 0, 0, 0)),
+        a.get("count_include_pad", True),
     )
-    count = _pool(ones, {**a, "pads": (0, 0, 0, 0), "kind": "avg", "count_include_pad": True}) * (kh * kw)
-    return out / count
 
 
 def _act(x: mx.array, a: dict) -> mx.array:

@@ -9,7 +9,7 @@ import mlx.nn as nn
 
 from engine.data.preprocess import Preprocessing
 from engine.errors import UserError
-from engine.models import densenet, efficientnet, graph, mobilenet_v2, resnet, small_cnn
+from engine.models import densenet, efficientnet, graph, mobilenet_v2, resnet, small_cnn, xception
 from engine.models.base import IMAGENET_PREPROCESSING
 
 
@@ -111,6 +111,17 @@ for _depth in (121, 161, 169, 201):
         densenet.DenseNet,
         f"DenseNet-{_depth} (torchvision/timm names)",
     )
+register(
+    Architecture(
+        name="xception",
+        config_cls=xception.XceptionConfig,
+        model_cls=xception.Xception,
+        sanitize=xception.sanitize,
+        description="Xception (keras.applications layer names; Keras .h5 weights)",
+        default_preprocessing=xception.XCEPTION_PREPROCESSING,
+        infer_config=xception.infer_config,
+    )
+)
 register(
     Architecture(
         name="graph",

@@ -60,3 +60,12 @@ def test_info_json_has_macs_and_per_layer_format(tmp_path):
     card = json.loads(r.stdout)
     assert card["macs"] == sum(layer["macs"] for layer in card["layers"]) > 0
     assert {layer["format"] for layer in card["layers"]} == {"fp32"}
+
+
+def test_xception_parameter_count_equals_keras():
+    """keras.applications.Xception(weights=None).count_params() is 22,910,480 (BatchNorm statistics included)."""
+    from mlx.utils import tree_flatten
+
+    arch = registry.get("xception")
+    model = arch.build(arch.default_config())
+    assert sum(v.size for _, v in tree_flatten(model.parameters())) == 22_910_480

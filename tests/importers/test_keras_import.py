@@ -166,3 +166,16 @@ def test_weights_only_h5_is_refused_with_a_reason(tmp_path):
     model.save_weights(path)
     with pytest.raises(UserError, match="weights only|not a Keras"):
         import_keras(path)
+
+
+def test_keras_xception_h5_into_the_builtin_xception(tmp_path):
+    """--arch xception reads a Keras HDF5 file by layer names into engine/models/xception.py."""
+    from engine.importers.dispatch import import_file
+
+    model = transfer_model("Xception", 71, classes=3)
+    path = tmp_path / "x.h5"
+    model.save(path)
+    x = np.random.default_rng(1).uniform(-1, 1, (1, 71, 71, 3)).astype(np.float32)
+    bundle = import_file(path, arch="xception", input_size="71")
+    assert bundle.arch == "xception" and bundle.arch_config["num_classes"] == 3
+    assert np.abs(bundle.predict_logits(x) - _pre_softmax(model, x)).max() <= TOL
