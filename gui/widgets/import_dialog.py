@@ -126,7 +126,8 @@ class ImportDialog(QDialog):
             self.arch.setCurrentText(FROM_FILE)
         elif self.arch.currentText() == FROM_FILE:
             self.arch.setCurrentText(str(settings().value("import/arch", "resnet18")))
-        self.arch.setEnabled(not graph)
+        # A Keras .h5 may also be read by layer names into a built-in architecture (xception).
+        self.arch.setEnabled(not graph or text.strip().lower().endswith((".h5", ".hdf5")))
 
     def preprocess_spec(self) -> str | None:
         parts = [] if self.preset.currentText() == MODEL_DEFAULT else [self.preset.currentText()]
