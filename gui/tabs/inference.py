@@ -47,7 +47,7 @@ class TopKTable(QTableWidget):
             self.setItem(r, 0, QTableWidgetItem(str(r + 1)))
             self.setItem(r, 1, QTableWidgetItem(p.label))
             item = QTableWidgetItem(f"{100 * p.probability:.2f}%")
-            item.setTextAlignment(int(Qt.AlignmentFlag.AlignRight | Qt.AlignmentFlag.AlignVCenter))
+            item.setTextAlignment(Qt.AlignmentFlag.AlignRight | Qt.AlignmentFlag.AlignVCenter)
             self.setItem(r, 2, item)
 
     def labels(self) -> list[str]:
