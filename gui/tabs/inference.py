@@ -142,7 +142,11 @@ class InferenceTab(QWidget):
         floats = [e for e in entries if not e.quantized]
         quants = [e for e in entries if e.quantized]
         self._select(self.model_a, a or (floats[0].path if floats else None))
-        self._select(self.model_b, b or (quants[-1].path if quants else None))
+        # Keep the user's variant; otherwise compare against the newest quantized one.
+        b_entry = self.state.entry(b) if b else None
+        if (b_entry is None or not b_entry.quantized) and quants:
+            b = quants[-1].path
+        self._select(self.model_b, b)
 
     @staticmethod
     def _select(combo: QComboBox, path: str | None) -> None:
