@@ -25,7 +25,7 @@ def file_kind(path: str | Path) -> str:
     if suffix in ONNX_SUFFIXES:
         return "onnx"
     raise UserError(
-        f"cannot import '{suffix or 'no suffix'}' files (use {', '.join(IMPORTABLE_SUFFIXES)})",
+        f"unsupported checkpoint type '{suffix or 'no suffix'}' (use {', '.join(IMPORTABLE_SUFFIXES)})",
         path,
     )
 

@@ -50,16 +50,6 @@ def drop(window, files: list[Path]) -> None:
     window.dropEvent(event)
 
 
-@pytest.fixture
-def window(qtbot):
-    from gui.app import MainWindow
-
-    w = MainWindow()
-    qtbot.addWidget(w)
-    yield w
-    w.close()
-
-
 def test_import_dialog_validates_and_builds_the_job(qtbot, tmp_path):
     ckpt = tmp_path / "w.safetensors"
     ckpt.write_bytes(b"x")
