@@ -58,11 +58,17 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--warmup", type=_nonneg_int, default=5)
     p.add_argument("--batch-size", type=_positive_int, default=1)
 
-    p = sub.add_parser("import", help="import a checkpoint into a model bundle")
-    p.add_argument("--arch", required=True, help="architecture name")
-    p.add_argument("--weights", required=True, help=".safetensors, .npz or .pth state dict")
+    p = sub.add_parser("import", help="import a checkpoint (state dict, .keras/.h5 or .onnx) into a model bundle")
+    p.add_argument("--arch", help="architecture of a state dict (resnet18, mobilenet_v2...); not for .keras/.onnx")
+    p.add_argument("--weights", required=True, help=".safetensors/.npz/.pth state dict, .keras/.h5 or .onnx file")
     p.add_argument("--num-classes", type=_positive_int)
-    p.add_argument("--labels", help="comma-separated class names")
+    p.add_argument("--labels", help="comma-separated class names, or a file (one per line, JSON list or map)")
+    p.add_argument("--input-size", help="the model's input, N or HxW (e.g. 224 or 256x192)")
+    p.add_argument(
+        "--preprocess",
+        help="preset imagenet|inception|unit|raw|caffe, then key=value overrides, "
+        "e.g. 'imagenet,resize=stretch,interpolation=bicubic,crop=0.9,mean=0.5/0.5/0.5'",
+    )
     p.add_argument("--name", help="bundle name (default: the checkpoint's file name)")
     p.add_argument("--out", required=True, help="bundle directory to write")
 
@@ -153,11 +159,22 @@ def cmd_demo(args) -> int:
 
 
 def cmd_import(args) -> int:
+    from engine.data.presets import read_labels
     from engine.jobs import ImportJob
     from engine.model_card import human_bytes
 
-    labels = tuple(s.strip() for s in args.labels.split(",")) if args.labels else None
-    card = _run(ImportJob(args.arch, args.weights, args.out, args.num_classes, labels, args.name), args)
+    labels = read_labels(args.labels)
+    job = ImportJob(
+        args.arch,
+        args.weights,
+        args.out,
+        args.num_classes,
+        tuple(labels) if labels else None,
+        args.name,
+        args.preprocess,
+        args.input_size,
+    )
+    card = _run(job, args)
     print(
         f"imported {args.weights} as {card.arch} ({len(card.labels)} classes, {card.params:,} parameters, "
         f"{human_bytes(card.size_on_disk)}) -> {card.path}"
@@ -301,7 +318,7 @@ def cmd_info(args) -> int:
     from dataclasses import asdict
 
     from engine.jobs import LoadModelJob
-    from engine.model_card import human_bytes
+    from engine.model_card import human_bytes, human_count
 
     card = _run(LoadModelJob(args.model), args)
     if args.json:
@@ -313,10 +330,13 @@ def cmd_info(args) -> int:
     print(
         f"  input {card.input_shape}, {len(card.labels)} classes, {card.params:,} parameters, "
         f"{human_bytes(card.bytes)} in memory, {human_bytes(card.size_on_disk)} on disk, "
-        f"{card.bits_per_weight:.2f} bits/weight"
+        f"{card.bits_per_weight:.2f} bits/weight, {human_count(card.macs)} MACs per image"
     )
     for r in card.layers:
-        print(f"  {r.name:<16}{r.type:<26}{str(r.shape):<20}{r.format:<12}{r.params:>9,}{human_bytes(r.bytes):>10}")
+        print(
+            f"  {r.name:<16}{r.type:<26}{str(r.shape):<20}{r.format:<12}{r.params:>9,}{human_bytes(r.bytes):>10}"
+            f"{human_count(r.macs):>10}"
+        )
     return 0
 
 

@@ -168,22 +168,34 @@ class LoadModelJob:
 
 @dataclass(frozen=True)
 class ImportJob:
-    """Import a state-dict checkpoint into a bundle directory."""
+    """Import a checkpoint (state dict, Keras or ONNX file) into a bundle directory."""
 
-    arch: str
+    arch: str | None
     weights: str
     out: str
     num_classes: int | None = None
     labels: tuple[str, ...] | None = None
     name: str | None = None
+    preprocess: str | None = None
+    input_size: str | None = None
     title: str = "Import checkpoint"
 
     def run(self, ctx: JobContext, ws: Workspace) -> ModelCard:
-        from engine.importers.checkpoint import import_checkpoint
+        from engine.importers.dispatch import import_file
 
         ctx.progress(0.0, f"reading {self.weights}")
         labels = list(self.labels) if self.labels else None
-        bundle = import_checkpoint(self.arch, self.weights, self.num_classes, labels, name=self.name)
+        bundle = import_file(
+            self.weights,
+            self.arch,
+            self.num_classes,
+            labels,
+            self.preprocess,
+            self.input_size,
+            self.name,
+            progress=ctx.scaled(0.0, 0.8),
+            should_stop=ctx.should_stop,
+        )
         ctx.check()
         ctx.progress(0.8, f"saving {self.out}")
         bundle.save(self.out)

@@ -8,6 +8,7 @@ import mlx.core as mx
 import mlx.nn as nn
 
 from engine.bundle import ModelBundle
+from engine.macs import count_macs
 from engine.quant.formats import LayerSpec
 from engine.quant.layers import QuantizedConv2d, QuantizedDepthwiseConv2d
 
@@ -20,6 +21,7 @@ class LayerRow:
     format: str
     params: int
     bytes: int
+    macs: int = 0  # multiply-accumulates for one image at the bundle's input size
 
     @property
     def bits_per_weight(self) -> float:
@@ -41,6 +43,7 @@ class ModelCard:
     bytes: int
     size_on_disk: int | None
     dtypes: tuple[str, ...]
+    macs: int = 0  # per image at input_shape
 
     @property
     def bits_per_weight(self) -> float:
@@ -79,6 +82,8 @@ def _layer_format(module: nn.Module, arrays: dict[str, mx.array]) -> str:
 
 
 def model_card(bundle: ModelBundle) -> ModelCard:
+    h, w = bundle.preprocessing.input_size
+    macs = count_macs(bundle.model, (h, w, bundle.preprocessing.channels))
     rows = []
     all_dtypes = set()
     # named_modules() lists children last-first; show layers in forward order.
@@ -92,8 +97,10 @@ def model_card(bundle: ModelBundle) -> ModelCard:
         params = weight_count + other if quantized else sum(v.size for v in arrays.values())
         nbytes = sum(v.nbytes for v in arrays.values())
         all_dtypes.update(str(v.dtype).replace("mlx.core.", "") for v in arrays.values())
-        rows.append(LayerRow(name, type(module).__name__, shape, _layer_format(module, arrays), params, nbytes))
-    h, w = bundle.preprocessing.input_size
+        row = LayerRow(
+            name, type(module).__name__, shape, _layer_format(module, arrays), params, nbytes, macs.get(name, 0)
+        )
+        rows.append(row)
     return ModelCard(
         name=bundle.name,
         arch=bundle.arch,
@@ -108,7 +115,16 @@ def model_card(bundle: ModelBundle) -> ModelCard:
         bytes=sum(r.bytes for r in rows),
         size_on_disk=bundle.size_on_disk(),
         dtypes=tuple(sorted(all_dtypes)),
+        macs=sum(macs.values()),
     )
+
+
+def human_count(n: float) -> str:
+    """1234567 -> '1.23 M' (MACs, parameters)."""
+    for unit, size in (("G", 1e9), ("M", 1e6), ("k", 1e3)):
+        if abs(n) >= size:
+            return f"{n / size:.2f} {unit}"
+    return f"{n:.0f}"
 
 
 def human_bytes(n: float | None) -> str:

@@ -70,6 +70,10 @@ class MainWindow(QMainWindow):
         self.router.job_cancelled.connect(self._job_cancelled)
         self.router.job_finished.connect(self._job_finished)
 
+        # Checkpoint files dropped anywhere on the window open the import dialog (image drops go to the
+        # Inference tab's drop zone, which takes them first).
+        self.setAcceptDrops(True)
+
         self._restore_geometry()
         self.state.scan()
         self.models_tab.select(str(paths.DEFAULT_MODEL_DIR.resolve()))
@@ -225,6 +229,35 @@ class MainWindow(QMainWindow):
             f" · Python {sys.version.split()[0]}<br><br>How small and fast can this model get, and what does it "
             "cost in accuracy?",
         )
+
+    # -- dropped checkpoint files ----------------------------------------------------
+    @staticmethod
+    def _importable_files(event) -> list[str]:
+        from engine.importers.dispatch import check_importable
+
+        mime = event.mimeData()
+        if not mime.hasUrls():
+            return []
+        files = [u.toLocalFile() for u in mime.urls() if u.isLocalFile()]
+        return [f for f in files if check_importable(f) is None]
+
+    def dragEnterEvent(self, event) -> None:  # noqa: N802
+        if self._importable_files(event):
+            event.acceptProposedAction()
+        else:
+            event.ignore()
+
+    def dropEvent(self, event) -> None:  # noqa: N802
+        files = self._importable_files(event)
+        if not files:
+            event.ignore()
+            return
+        event.acceptProposedAction()
+        self.tabs.setCurrentWidget(self.models_tab)
+        # Open the dialog after the drop returns, so the drag source is not blocked by a modal dialog.
+        from PySide6.QtCore import QTimer
+
+        QTimer.singleShot(0, lambda: self.models_tab.import_files(files))
 
     # -- shutdown --------------------------------------------------------------------
     def closeEvent(self, event) -> None:  # noqa: N802

@@ -9,7 +9,8 @@ import mlx.nn as nn
 
 from engine.data.preprocess import Preprocessing
 from engine.errors import UserError
-from engine.models import small_cnn
+from engine.models import densenet, efficientnet, graph, mobilenet_v2, resnet, small_cnn, xception
+from engine.models.base import IMAGENET_PREPROCESSING
 
 
 @dataclass(frozen=True)
@@ -37,9 +38,13 @@ def register(arch: Architecture) -> None:
     _ARCHS[arch.name] = arch
 
 
+# Other spellings of the same architectures (timm's names).
+ALIASES = {"mobilenetv2_100": "mobilenet_v2", "mobilenetv2": "mobilenet_v2"}
+
+
 def get(name: str) -> Architecture:
     try:
-        return _ARCHS[name]
+        return _ARCHS[ALIASES.get(name, name)]
     except KeyError:
         known = ", ".join(sorted(_ARCHS))
         raise UserError(f"unknown architecture '{name}' (known: {known})") from None
@@ -58,5 +63,73 @@ register(
         description="Small CNN for 28x28 digits (conv, depthwise, pointwise, BatchNorm, Linear head)",
         default_preprocessing=small_cnn.DEFAULT_PREPROCESSING,
         infer_config=small_cnn.infer_config,
+    )
+)
+
+
+def _imagenet(name: str, module, config_cls, model_cls, description: str) -> None:
+    register(
+        Architecture(
+            name=name,
+            config_cls=config_cls,
+            model_cls=model_cls,
+            sanitize=module.sanitize,
+            description=description,
+            default_preprocessing=IMAGENET_PREPROCESSING,
+            infer_config=module.infer_config,
+        )
+    )
+
+
+_imagenet(
+    "mobilenet_v2",
+    mobilenet_v2,
+    mobilenet_v2.MobileNetV2Config,
+    mobilenet_v2.MobileNetV2,
+    "MobileNetV2 (torchvision/timm names; width_mult)",
+)
+for _depth in (18, 34, 50, 101, 152):
+    _imagenet(
+        f"resnet{_depth}",
+        resnet,
+        getattr(resnet, f"ResNet{_depth}Config"),
+        resnet.ResNet,
+        f"ResNet-{_depth} (torchvision/timm names)",
+    )
+_imagenet(
+    "efficientnet_b0",
+    efficientnet,
+    efficientnet.EfficientNetConfig,
+    efficientnet.EfficientNet,
+    "EfficientNet-B0 (torchvision/timm names; width_mult, depth_mult)",
+)
+for _depth in (121, 161, 169, 201):
+    _imagenet(
+        f"densenet{_depth}",
+        densenet,
+        densenet.DenseNetConfig if _depth == 121 else getattr(densenet, f"DenseNet{_depth}Config"),
+        densenet.DenseNet,
+        f"DenseNet-{_depth} (torchvision/timm names)",
+    )
+register(
+    Architecture(
+        name="xception",
+        config_cls=xception.XceptionConfig,
+        model_cls=xception.Xception,
+        sanitize=xception.sanitize,
+        description="Xception (keras.applications layer names; Keras .h5 weights)",
+        default_preprocessing=xception.XCEPTION_PREPROCESSING,
+        infer_config=xception.infer_config,
+    )
+)
+register(
+    Architecture(
+        name="graph",
+        config_cls=graph.GraphConfig,
+        model_cls=graph.GraphModel,
+        sanitize=graph.sanitize,
+        description="A Keras or ONNX graph rebuilt in MLX (the graph is stored in the bundle)",
+        default_preprocessing=graph.GRAPH_PREPROCESSING,
+        infer_config=graph.infer_config,
     )
 )

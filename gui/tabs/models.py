@@ -6,29 +6,28 @@ from pathlib import Path
 
 from PySide6.QtCore import Qt, Signal, Slot
 from PySide6.QtWidgets import (
-    QComboBox,
     QDialog,
-    QDialogButtonBox,
     QFileDialog,
-    QFormLayout,
-    QHBoxLayout,
     QLabel,
-    QLineEdit,
     QListWidget,
     QListWidgetItem,
     QPushButton,
-    QSpinBox,
     QSplitter,
     QTableView,
     QVBoxLayout,
     QWidget,
 )
 
-from engine.jobs import ImportJob, LoadModelJob
-from engine.model_card import ModelCard, human_bytes
-from engine.models import registry
+from engine.bundle_edit import EditInputsJob
+from engine.data.preprocess import Preprocessing
+from engine.data.presets import describe
+from engine.jobs import LoadModelJob
+from engine.model_card import ModelCard, human_bytes, human_count
+from engine.paths import DEFAULT_MODEL_DIR
 from gui.router import JobRouter
 from gui.state import AppState, settings
+from gui.widgets.import_dialog import ImportDialog
+from gui.widgets.preprocessing_editor import PreprocessingEditor
 from gui.widgets.table_model import Column, RawSortProxy, RecordTableModel
 
 LAYER_COLUMNS = [
@@ -39,62 +38,8 @@ LAYER_COLUMNS = [
     Column("params", lambda r: r.params, lambda v: f"{v:,}", True),
     Column("bytes", lambda r: r.bytes, human_bytes, True),
     Column("bits/weight", lambda r: r.bits_per_weight, lambda v: f"{v:.2f}", True),
+    Column("MACs", lambda r: r.macs, lambda v: human_count(v) if v else "", True),
 ]
-
-
-class ImportDialog(QDialog):
-    """Architecture, checkpoint, classes and output folder for an import."""
-
-    def __init__(self, parent=None):
-        super().__init__(parent)
-        self.setWindowTitle("Import checkpoint")
-        form = QFormLayout(self)
-        self.arch = QComboBox()
-        self.arch.addItems(registry.names())
-        self.weights = QLineEdit()
-        browse = QPushButton("Browse…")
-        browse.clicked.connect(self._browse)
-        row = QHBoxLayout()
-        row.addWidget(self.weights)
-        row.addWidget(browse)
-        self.num_classes = QSpinBox()
-        self.num_classes.setRange(0, 100000)
-        self.num_classes.setSpecialValueText("from checkpoint")
-        self.labels = QLineEdit()
-        self.labels.setPlaceholderText("comma-separated class names (optional)")
-        self.name = QLineEdit()
-        self.name.setPlaceholderText("bundle name (default: file name)")
-        form.addRow("Architecture", self.arch)
-        form.addRow("Weights", row)
-        form.addRow("Classes", self.num_classes)
-        form.addRow("Labels", self.labels)
-        form.addRow("Name", self.name)
-        buttons = QDialogButtonBox(QDialogButtonBox.StandardButton.Ok | QDialogButtonBox.StandardButton.Cancel)
-        buttons.accepted.connect(self.accept)
-        buttons.rejected.connect(self.reject)
-        form.addRow(buttons)
-
-    def _browse(self) -> None:
-        s = settings()
-        start = str(s.value("folders/checkpoints", str(Path.home())))
-        path, _ = QFileDialog.getOpenFileName(
-            self, "Checkpoint", start, "Checkpoints (*.safetensors *.npz *.pth *.pt);;All files (*)"
-        )
-        if path:
-            s.setValue("folders/checkpoints", str(Path(path).parent))
-            self.weights.setText(path)
-
-    def job(self, out_dir: Path) -> ImportJob:
-        labels = tuple(x.strip() for x in self.labels.text().split(",") if x.strip()) or None
-        name = self.name.text().strip() or Path(self.weights.text()).stem
-        return ImportJob(
-            arch=self.arch.currentText(),
-            weights=self.weights.text().strip(),
-            out=str(out_dir / name),
-            num_classes=self.num_classes.value() or None,
-            labels=labels,
-            name=name,
-        )
 
 
 class ModelsTab(QWidget):
@@ -114,12 +59,15 @@ class ModelsTab(QWidget):
         open_btn.clicked.connect(self.open_bundle)
         import_btn = QPushButton("Import Checkpoint…")
         import_btn.clicked.connect(self.import_checkpoint)
+        self.edit_btn = QPushButton("Edit Preprocessing…")
+        self.edit_btn.setToolTip("Input size, resize, scaling, mean/std and class labels stored in the bundle")
+        self.edit_btn.clicked.connect(self.edit_preprocessing)
         self.remove_btn = QPushButton("Remove from List")
         self.remove_btn.clicked.connect(self._remove)
         left = QVBoxLayout()
         left.addWidget(QLabel("Models"))
         left.addWidget(self.list)
-        for b in (open_btn, import_btn, self.remove_btn):
+        for b in (open_btn, import_btn, self.edit_btn, self.remove_btn):
             left.addWidget(b)
         left_w = QWidget()
         left_w.setLayout(left)
@@ -127,6 +75,8 @@ class ModelsTab(QWidget):
         self.summary = QLabel("Select a model to see its card.")
         self.summary.setTextInteractionFlags(Qt.TextInteractionFlag.TextSelectableByMouse)
         self.summary.setWordWrap(True)
+        # A word-wrapped rich-text label can be laid out one line high; reserve room for the card's lines.
+        self.summary.setMinimumHeight(self.summary.fontMetrics().lineSpacing() * 6)
         self.layers = RecordTableModel(LAYER_COLUMNS, self)
         proxy = RawSortProxy(self)
         proxy.setSourceModel(self.layers)
@@ -201,12 +151,14 @@ class ModelsTab(QWidget):
         size = human_bytes(card.size_on_disk)
         labels = ", ".join(card.labels[:12]) + (" …" if len(card.labels) > 12 else "")
         prep = card.preprocessing
+        self._card = card
+        self.edit_btn.setEnabled(bool(card.path) and Path(card.path).resolve() != DEFAULT_MODEL_DIR.resolve())
         self.summary.setText(
             f"<b>{card.name}</b> — {card.arch}, <b>{card.recipe}</b><br>"
-            f"{card.params:,} parameters · {human_bytes(card.bytes)} in memory · {size} on disk · "
+            f"{card.params:,} parameters · {human_count(card.macs)} MACs per image · "
+            f"{human_bytes(card.bytes)} in memory · {size} on disk · "
             f"{card.bits_per_weight:.2f} bits/weight · dtypes {', '.join(card.dtypes)}<br>"
-            f"input {card.input_shape[0]}×{card.input_shape[1]}×{card.input_shape[2]} "
-            f"({prep.get('resize')}, scale {prep.get('scale')}) · {len(card.labels)} classes: {labels}<br>"
+            f"input {describe(Preprocessing.from_dict(prep))} · {len(card.labels)} classes: {labels}<br>"
             f"<small>{card.path}<br>sha256 {card.content_hash[:16]}…</small>"
         )
         self.layers.set_rows(list(card.layers))
@@ -238,16 +190,30 @@ class ModelsTab(QWidget):
         return True
 
     @Slot()
-    def import_checkpoint(self) -> None:
+    def import_checkpoint(self, path: str | None = None) -> None:
+        """Ask for the import settings (the file prefilled when given), then import on the engine thread."""
         from engine import paths
 
-        dialog = ImportDialog(self)
+        dialog = ImportDialog(self, path if isinstance(path, str) else None)
         if dialog.exec() != QDialog.DialogCode.Accepted:
             return
-        if not dialog.weights.text().strip():
-            self.window().show_error("Import", "choose a checkpoint file to import")
-            return
         self.router.submit(dialog.job(paths.variants_dir()), on_result=self._on_imported)
+
+    def import_files(self, files: list[str]) -> None:
+        """Files dropped on the window: import the first (one dialog at a time)."""
+        if files:
+            self.import_checkpoint(files[0])
+
+    @Slot()
+    def edit_preprocessing(self) -> None:
+        card = getattr(self, "_card", None)
+        if card is None or not card.path:
+            return
+        editor = PreprocessingEditor(Preprocessing.from_dict(card.preprocessing), list(card.labels), self)
+        if editor.exec() != QDialog.DialogCode.Accepted or editor.result_values() is None:
+            return
+        prep, labels = editor.result_values()
+        self.router.submit(EditInputsJob(card.path, prep, labels), on_result=self.state.set_card)
 
     def _on_imported(self, card: ModelCard) -> None:
         entry = self.state.add(card.path)
