@@ -17,10 +17,14 @@ import numpy as np
 from engine.errors import UserError
 
 
+class Refused(pickle.UnpicklingError):
+    """The pickle names something this reader will not call."""
+
+
 def _latin1_encode(text: str, encoding: str = "latin1") -> bytes:
     # Python 3 pickles bytes at protocol < 3 as _codecs.encode(str, 'latin1').
     if encoding not in ("latin1", "latin-1"):
-        raise pickle.UnpicklingError(f"refused codec '{encoding}'")
+        raise Refused(f"refused codec '{encoding}'")
     return codecs.encode(text, "latin1")
 
 
@@ -52,11 +56,11 @@ class RestrictedUnpickler(pickle.Unpickler):
     def find_class(self, module: str, name: str):
         found = self._allowed.get((module, name))
         if found is None:
-            raise pickle.UnpicklingError(f"refused to load '{module}.{name}'")
+            raise Refused(f"refused to load '{module}.{name}'")
         return found
 
     def persistent_load(self, pid):
-        raise pickle.UnpicklingError("refused a persistent reference")
+        raise Refused("refused a persistent reference")
 
 
 def safe_load(data: bytes, where: str) -> object:
@@ -70,8 +74,17 @@ def safe_load(data: bytes, where: str) -> object:
     """
     try:
         obj = RestrictedUnpickler(io.BytesIO(data), encoding="bytes").load()
-    except pickle.UnpicklingError as exc:
+    except Refused as exc:
         raise UserError(f"not a plain data pickle, not loaded ({exc})", where) from None
-    except (EOFError, ValueError, TypeError, IndexError, KeyError, AttributeError, MemoryError) as exc:
+    except (
+        pickle.UnpicklingError,
+        EOFError,
+        ValueError,
+        TypeError,
+        IndexError,
+        KeyError,
+        AttributeError,
+        MemoryError,
+    ) as exc:
         raise UserError(f"pickle is truncated or corrupt ({type(exc).__name__}: {exc})", where) from None
     return obj

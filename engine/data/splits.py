@@ -29,6 +29,13 @@ def _allocate(n: int, fractions: tuple[float, ...]) -> list[int]:
     order = sorted(range(len(fractions)), key=lambda i: (-(exact[i] - counts[i]), i))
     for i in order[: n - sum(counts)]:
         counts[i] += 1
+    # A rare class still reaches every split that has a share, when it has enough items.
+    wanted = [i for i, f in enumerate(fractions) if f > 0]
+    if n >= len(wanted):
+        for i in wanted:
+            if counts[i] == 0:
+                counts[max(range(len(counts)), key=lambda j: counts[j])] -= 1
+                counts[i] += 1
     return counts
 
 
