@@ -196,10 +196,12 @@ def summary_lines(outcome) -> list[str]:
                     f"macro-F1 {_num(t.get('macro_f1@operating_point'))}"
                 )
             else:
+                verdict = "adopted" if p.adopted else "not adopted, argmax kept"
                 lines.append(
-                    f"  operating point (per-class thresholds for macro-F1, validation {_num(p.val_baseline)} -> "
-                    f"{_num(p.val_value)}): test macro-F1 {_num(t.get('macro_f1@operating_point'))} "
-                    f"(argmax {_num(rep.macro_f1)}), accuracy {_pct(t.get('accuracy@operating_point'))}"
+                    f"  operating point (per-class thresholds for macro-F1 on {p.val_n} validation images: "
+                    f"argmax {_num(p.val_baseline)}, 5-fold cross-validated {_num(p.cv_value)}, {verdict}): "
+                    f"test macro-F1 {_num(t.get('macro_f1@operating_point'))} (argmax {_num(rep.macro_f1)}), "
+                    f"accuracy {_pct(t.get('accuracy@operating_point'))}"
                 )
     return lines
 

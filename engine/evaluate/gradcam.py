@@ -266,6 +266,7 @@ class GradCamOutcome:
     correlation: tuple[float, ...]  # of each map with the first
     top_iou: tuple[float, ...]
     layers: tuple[str, ...]  # the spatial layers the user can choose from
+    labels: tuple[str, ...] = ()  # the reference model's class names
 
 
 def compare_gradcam(
@@ -295,7 +296,7 @@ def compare_gradcam(
         c, i = similarity(maps[0].heatmap, m.heatmap) if m.heatmap.shape == maps[0].heatmap.shape else (np.nan, np.nan)
         corr.append(float(c))
         iou.append(float(i))
-    return GradCamOutcome(str(image), tuple(maps), tuple(corr), tuple(iou), layers)
+    return GradCamOutcome(str(image), tuple(maps), tuple(corr), tuple(iou), layers, tuple(bundles[0].labels))
 
 
 @dataclass(frozen=True)

@@ -6,7 +6,9 @@ Two objectives:
   p_c / t_c (all t_c = 1 is the plain argmax; with two classes this is the decision
   threshold p_1 >= t_1 / (t_0 + t_1)). The t_c are found by exact coordinate ascent: for
   one class at a time every distinct decision change is scored in one vectorised sweep,
-  so each step reaches that coordinate's best macro-F1 on the validation set.
+  so each step reaches that coordinate's best macro-F1 on the validation set. They are
+  adopted only when 5-fold cross-validation on the validation set says they beat the
+  argmax; otherwise the argmax is kept.
 - ``sensitivity``: a threshold on one class (say melanoma): predict it when
   p_c >= tau, else the most probable other class. tau is the largest value whose
   validation recall (sensitivity) for that class reaches the target, which keeps the
@@ -25,6 +27,7 @@ from engine.evaluate.rows import Row
 
 OBJECTIVES = ("macro_f1", "sensitivity")
 MAX_PASSES = 10
+CV_FOLDS = 5
 
 
 @dataclass(frozen=True)
@@ -38,6 +41,8 @@ class OperatingPoint:
         threshold: tau on p(target_class) (objective sensitivity).
         val_value / val_baseline: the objective's value on validation data with this rule
             and with the plain argmax (macro-F1, or the target class's recall).
+        cv_value / adopted: (macro_f1) the cross-validated macro-F1 of fitted thresholds,
+            and whether it beat the argmax so the thresholds were adopted.
     """
 
     objective: str
@@ -49,6 +54,8 @@ class OperatingPoint:
     val_value: float = math.nan
     val_baseline: float = math.nan
     val_n: int = 0
+    cv_value: float = math.nan
+    adopted: bool = True
 
     def predict(self, probs: np.ndarray) -> np.ndarray:
         probs = np.asarray(probs, dtype=np.float64)
@@ -67,6 +74,11 @@ class OperatingPoint:
             (variant, "operating_point_val_baseline", "", self.val_baseline),
             (variant, "operating_point_val_n", "", float(self.val_n)),
         ]
+        if self.objective == "macro_f1":
+            rows += [
+                (variant, "operating_point_cv_value", "", self.cv_value),
+                (variant, "operating_point_adopted", "", 1.0 if self.adopted else 0.0),
+            ]
         if self.objective == "sensitivity":
             name = self.class_names[self.target_class]
             rows += [
@@ -128,24 +140,51 @@ def _best_threshold_for(y: np.ndarray, probs: np.ndarray, t: np.ndarray, c: int)
     valid = np.ones(n + 1, dtype=bool)
     valid[1:n] = r_sorted[:-1] != r_sorted[1:]
     macro = np.where(valid, macro, -np.inf)
-    s = int(np.argmax(macro))
-    if s == 0:
-        t_c = r_sorted[0] * 2.0 if n and r_sorted[0] > 0 else np.inf
-    elif s == n:
-        t_c = r_sorted[-1] / 2.0
+    best = float(macro.max())
+    # Every position within a hair of the best is optimal; of the runs of such positions,
+    # take the widest in log(t) and put t_c in its middle, as far from the validation
+    # images on either side as it can be (a margin that transfers better to test data).
+    is_best = macro >= best - 1e-12
+    runs, start = [], None
+    for pos in range(n + 2):
+        if pos <= n and is_best[pos]:
+            start = pos if start is None else start
+        elif start is not None:
+            runs.append((start, pos - 1))
+            start = None
+    tiny = 1e-300
+
+    def bounds(run):
+        a, b = run
+        upper = r_sorted[a - 1] if a > 0 else math.inf
+        lower = r_sorted[b] if b < n else 0.0
+        return lower, upper
+
+    def width(run):
+        lower, upper = bounds(run)
+        return math.log(upper if math.isfinite(upper) else 1e300) - math.log(max(lower, tiny))
+
+    lower, upper = bounds(max(runs, key=width))
+    if not math.isfinite(upper):
+        t_c = lower * 4.0 if lower > 0 else math.inf
+    elif lower <= 0:
+        t_c = upper / 4.0
     else:
-        t_c = math.sqrt(r_sorted[s - 1] * r_sorted[s]) if r_sorted[s] > 0 else r_sorted[s - 1] / 2.0
-    return float(t_c), float(macro[s])
+        t_c = math.sqrt(lower * upper)
+    return float(t_c), best
 
 
-def fit_macro_f1(y_true: np.ndarray, probs: np.ndarray, class_names) -> OperatingPoint:
-    """Per-class thresholds maximising validation macro-F1 by exact coordinate ascent."""
+def optimize_thresholds(y_true: np.ndarray, probs: np.ndarray) -> tuple[np.ndarray, float]:
+    """Per-class thresholds maximising macro-F1 on (y_true, probs) by exact coordinate ascent.
+
+    Returns:
+        (thresholds, macro-F1 reached); all-ones thresholds are the plain argmax.
+    """
     y = np.asarray(y_true, dtype=np.int64)
     probs = np.asarray(probs, dtype=np.float64)
     k = probs.shape[1]
     t = np.ones(k)
-    baseline = macro_f1_of(y, probs.argmax(axis=1), k)
-    current = baseline
+    current = macro_f1_of(y, probs.argmax(axis=1), k)
     for _ in range(MAX_PASSES):
         improved = False
         for c in range(k):
@@ -156,13 +195,54 @@ def fit_macro_f1(y_true: np.ndarray, probs: np.ndarray, class_names) -> Operatin
                 improved = True
         if not improved:
             break
+    return t, current
+
+
+def cross_validated_macro_f1(y_true: np.ndarray, probs: np.ndarray, folds: int = CV_FOLDS, seed: int = 0) -> float:
+    """Macro-F1 of thresholds fitted on k-1 stratified folds and applied to the held-out one."""
+    y = np.asarray(y_true, dtype=np.int64)
+    rng = np.random.default_rng(seed)
+    fold = np.empty(len(y), dtype=np.int64)
+    for c in np.unique(y):
+        members = np.flatnonzero(y == c)
+        fold[members[rng.permutation(len(members))]] = np.arange(len(members)) % folds
+    pred = np.empty(len(y), dtype=np.int64)
+    for f in range(folds):
+        held = fold == f
+        if not held.any():
+            continue
+        t, _ = optimize_thresholds(y[~held], probs[~held])
+        pred[held] = (probs[held] / t).argmax(axis=1)
+    return macro_f1_of(y, pred, probs.shape[1])
+
+
+def fit_macro_f1(y_true: np.ndarray, probs: np.ndarray, class_names, seed: int = 0) -> OperatingPoint:
+    """Per-class thresholds for macro-F1, adopted only if they pass cross-validation.
+
+    Exact per-class thresholds overfit a small validation set easily (a well-calibrated
+    model gains on validation and loses on test). So the thresholds are fitted on
+    k-1 folds of the validation data and scored on the held-out fold; only when these
+    out-of-fold predictions beat the plain argmax are the thresholds fitted on all the
+    validation data adopted. Otherwise the operating point is the argmax (all t_c = 1).
+    """
+    y = np.asarray(y_true, dtype=np.int64)
+    probs = np.asarray(probs, dtype=np.float64)
+    k = probs.shape[1]
+    baseline = macro_f1_of(y, probs.argmax(axis=1), k)
+    t, value = optimize_thresholds(y, probs)
+    cv_value = cross_validated_macro_f1(y, probs, CV_FOLDS, seed)
+    adopted = cv_value > baseline + 1e-12
+    if not adopted:
+        t, value = np.ones(k), baseline
     return OperatingPoint(
         objective="macro_f1",
         class_names=tuple(class_names),
         thresholds=tuple(float(v) for v in t),
-        val_value=current,
+        val_value=value,
         val_baseline=baseline,
         val_n=len(y),
+        cv_value=cv_value,
+        adopted=adopted,
     )
 
 

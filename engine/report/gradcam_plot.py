@@ -24,6 +24,16 @@ def colorize(heatmap: np.ndarray) -> np.ndarray:
     return (_INFERNO[lo] * (1 - frac) + _INFERNO[hi] * frac + 0.5).astype(np.uint8)
 
 
+def diverging(diff: np.ndarray) -> np.ndarray:
+    """(H, W) values in [-1, 1] -> (H, W, 3) uint8: blue (negative), white (0), red (positive)."""
+    d = np.clip(np.asarray(diff, dtype=np.float32), -1.0, 1.0)[..., None]
+    white = np.array([255, 255, 255], dtype=np.float32)
+    red = np.array([178, 24, 43], dtype=np.float32)
+    blue = np.array([33, 102, 172], dtype=np.float32)
+    out = np.where(d >= 0, white + (red - white) * d, white + (blue - white) * (-d))
+    return (out + 0.5).astype(np.uint8)
+
+
 def overlay(image: np.ndarray, heatmap: np.ndarray, alpha: float = 0.5) -> np.ndarray:
     """Blend the coloured heatmap over a (H, W, 1|3) uint8 image; returns (H, W, 3) uint8."""
     img = np.asarray(image, dtype=np.float32)

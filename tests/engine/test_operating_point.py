@@ -9,7 +9,7 @@ import pytest
 from sklearn.metrics import f1_score, recall_score
 
 from engine.errors import UserError
-from engine.evaluate.operating_point import OperatingPointSpec, fit_macro_f1, fit_sensitivity
+from engine.evaluate.operating_point import OperatingPointSpec, fit_macro_f1, fit_sensitivity, optimize_thresholds
 
 
 def _data(seed, n, k, bias=0.0):
@@ -24,13 +24,12 @@ def _data(seed, n, k, bias=0.0):
 
 def test_binary_thresholds_reach_the_brute_force_optimum():
     y, p = _data(0, 150, 2, bias=1.0)
-    point = fit_macro_f1(y, p, ["neg", "pos"])
-    ours = f1_score(y, point.predict(p), average="macro")
+    t, value = optimize_thresholds(y, p)
+    ours = f1_score(y, (p / t).argmax(1), average="macro")
     # Every distinct decision on p_1: predict positive when p_1 >= t for each observed value.
     best = max(f1_score(y, (p[:, 1] >= t).astype(int), average="macro") for t in np.r_[np.unique(p[:, 1]), 1.1])
     assert ours == pytest.approx(best, abs=1e-12)
-    assert point.val_value == pytest.approx(ours, abs=1e-12)
-    assert point.val_baseline == pytest.approx(f1_score(y, p.argmax(1), average="macro"))
+    assert value == pytest.approx(ours, abs=1e-12)
 
 
 def test_multiclass_thresholds_improve_validation_and_transfer_to_test():
@@ -38,6 +37,8 @@ def test_multiclass_thresholds_improve_validation_and_transfer_to_test():
     y_test, p_test = _data(2, 600, 4, bias=1.5)
     point = fit_macro_f1(y_val, p_val, list("abcd"))
     base_val = f1_score(y_val, p_val.argmax(1), average="macro")
+    assert point.adopted and point.cv_value > point.val_baseline
+    assert point.val_baseline == pytest.approx(base_val)
     assert point.val_value == pytest.approx(f1_score(y_val, point.predict(p_val), average="macro"), abs=1e-12)
     assert point.val_value > base_val + 0.02
     # The bias is systematic, so thresholds fitted on validation data help on test data too.
@@ -51,6 +52,16 @@ def test_multiclass_thresholds_improve_validation_and_transfer_to_test():
             trial = t.copy()
             trial[c] *= factor
             assert f1_score(y_val, (p_val / trial).argmax(1), average="macro") <= point.val_value + 1e-12
+
+
+def test_thresholds_that_do_not_survive_cross_validation_are_not_adopted():
+    # An unbiased model: fitted thresholds only chase validation noise.
+    y_val, p_val = _data(5, 300, 5)
+    fitted, value = optimize_thresholds(y_val, p_val)
+    assert value > f1_score(y_val, p_val.argmax(1), average="macro")  # they do "help" on validation
+    point = fit_macro_f1(y_val, p_val, list("abcde"))
+    assert not point.adopted and point.cv_value <= point.val_baseline
+    assert point.thresholds == (1.0,) * 5 and np.array_equal(point.predict(p_val), p_val.argmax(1))
 
 
 def test_sensitivity_target_is_met_with_the_largest_threshold():
