@@ -85,7 +85,11 @@ def build_parser() -> argparse.ArgumentParser:
 
     p = sub.add_parser("evaluate", help="accuracy, macro-F1 and per-class metrics on a labelled dataset")
     p.add_argument("--model", required=True)
-    p.add_argument("--data", default="default", help="folder of class subfolders, .npz, or 'default'")
+    p.add_argument(
+        "--data",
+        default="default",
+        help="class folders, .npz (incl. MedMNIST), HAM10000 folder/CSV, CIFAR batches/.tar.gz, or 'default'",
+    )
     p.add_argument("--batch-size", type=_positive_int, default=64)
     p.add_argument("--limit", type=_positive_int, help="evaluate only the first N images")
     p.add_argument("--csv", help="metrics CSV (variant,metric,class,value)")
