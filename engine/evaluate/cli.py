@@ -32,18 +32,10 @@ def _fractions(text: str) -> tuple[float, float, float]:
     return values  # type: ignore[return-value]
 
 
-def _nonneg(text: str) -> int:
-    try:
-        value = int(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"expected an integer, got '{text}'") from None
-    if value < 0:
-        raise argparse.ArgumentTypeError(f"must be 0 or more, got {value}")
-    return value
-
-
 def add_evaluate_arguments(p: argparse.ArgumentParser) -> None:
     """Options added to ``evaluate`` beside --model/--data/--batch-size/--limit/--csv/--predictions-csv/--json."""
+    from engine.cli import _nonneg_int  # engine.cli is loaded: it calls this while building its parser
+
     g = p.add_argument_group("data")
     g.add_argument(
         "--split",
@@ -76,7 +68,7 @@ def add_evaluate_arguments(p: argparse.ArgumentParser) -> None:
     g.add_argument("--bins", type=int, default=15, help="reliability-diagram / ECE bins (default 15)")
     g.add_argument(
         "--bootstrap",
-        type=_nonneg,
+        type=_nonneg_int,
         default=0,
         metavar="N",
         help="bootstrap resamples for 95%% intervals (default 0: none)",

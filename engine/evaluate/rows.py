@@ -137,6 +137,29 @@ class RowTable:
         return {k: dict(sorted(v.items())) for k, v in out.items()}
 
 
+def evaluation_record(bundle, dataset: str, rows: Iterable[Row], settings: dict):
+    """A RunRecord of kind 'evaluate' holding ``rows`` (overall in metrics, the rest per class).
+
+    ``RowTable.from_record`` reads it back.
+    """
+    from engine.bench.environment import environment
+    from engine.results import RunRecord
+
+    rows = list(rows)
+    return RunRecord(
+        kind="evaluate",
+        model_name=bundle.name,
+        model_path=str(bundle.path),
+        model_hash=bundle.content_hash(),
+        recipe=bundle.recipe_name,
+        dataset=dataset,
+        metrics={metric: float(value) for _, metric, cls, value in rows if cls == ""},
+        per_class=tuple((metric, cls, float(value)) for _, metric, cls, value in rows if cls != ""),
+        settings=settings,
+        environment=environment(),
+    )
+
+
 def variants_in(rows: Iterable[Row]) -> list[str]:
     seen: list[str] = []
     for v, *_ in rows:

@@ -11,7 +11,6 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 
-from engine.bench.environment import environment
 from engine.bundle import ModelBundle
 from engine.data.corruptions import SEVERITIES, Corruption
 from engine.data.datasets import ImageDataset, open_dataset
@@ -21,7 +20,7 @@ from engine.evaluate.agreement import Agreement, agreement, align
 from engine.evaluate.calibration import DEFAULT_BINS
 from engine.evaluate.metrics import DEFAULT_TOP_K, VariantMetrics, bootstrap_intervals, compute_metrics, with_intervals
 from engine.evaluate.operating_point import OperatingPoint, OperatingPointSpec
-from engine.evaluate.rows import OPERATING_POINT, Row
+from engine.evaluate.rows import OPERATING_POINT, Row, evaluation_record
 from engine.evaluate.runner import EvaluationResult, evaluate_bundle
 from engine.jobs import JobContext, Workspace
 from engine.results import RunRecord
@@ -255,8 +254,6 @@ class EvaluationSuiteJob:
     def _store(
         self, ws: Workspace, bundle: ModelBundle, name: str, dataset: ImageDataset, rows: list[Row], s
     ) -> RunRecord:
-        overall = {metric: value for _, metric, cls, value in rows if cls == ""}
-        per_class = tuple((metric, cls, value) for _, metric, cls, value in rows if cls != "")
         settings = {
             "data": s.data,
             "split": s.split,
@@ -272,20 +269,7 @@ class EvaluationSuiteJob:
             "reference": self.models[0],
             "variant": name,
         }
-        return ws.store.add(
-            RunRecord(
-                kind="evaluate",
-                model_name=bundle.name,
-                model_path=str(bundle.path),
-                model_hash=bundle.content_hash(),
-                recipe=bundle.recipe_name,
-                dataset=dataset.name,
-                metrics=overall,
-                per_class=per_class,
-                settings=settings,
-                environment=environment(),
-            )
-        )
+        return ws.store.add(evaluation_record(bundle, dataset.name, rows, settings))
 
 
 def _agreement(

@@ -100,3 +100,15 @@ def test_settings_are_checked():
     with pytest.raises(UserError, match="other data than the test data"):
         EvaluationSettings(data="x", split="test", thresholds_from="x", thresholds_split="test").val_source()
     assert EvaluationSettings(data="x", split="test", thresholds_from="val").val_source() == ("x", "val")
+
+
+def test_plain_evaluate_job_stores_the_full_metric_rows(tmp_path):
+    from engine.jobs import EvaluateJob
+
+    store = ResultsStore(tmp_path / "r.db")
+    out = EvaluateJob("default", limit=30, batch_size=15).run(JobContext(), Workspace(store))
+    (record,) = store.list(full=True)
+    t = RowTable.from_record(record.model_name, record.metrics, record.per_class)
+    assert t.confusion().sum() == 30
+    assert t.get("accuracy") == pytest.approx(out.result.report.accuracy)
+    assert 0 <= t.get("ece_uniform") <= 1 and t.has("roc_auc") and t.get("images_per_s") > 0
