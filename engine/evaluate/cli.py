@@ -227,12 +227,13 @@ def cmd_evaluate(args, run) -> int:
     if args.json:
 
         def overall(v) -> dict:
-            return {metric: value for _, metric, cls, value in v.rows if cls == ""}
+            # NaN (e.g. an AUC with one class present) becomes null: strict JSON.
+            return {metric: None if math.isnan(value) else value for _, metric, cls, value in v.rows if cls == ""}
 
         data = {"variant": ref.name, "dataset": outcome.dataset, **overall(ref), "skipped": len(outcome.skipped)}
         if len(outcome.variants) > 1:
             data["compare"] = [{"variant": v.name, **overall(v)} for v in outcome.variants[1:]]
-        print(json.dumps(data, indent=2, allow_nan=True))
+        print(json.dumps(data, indent=2, allow_nan=False))
     else:
         print("\n".join(summary_lines(outcome)))
         for f in files:

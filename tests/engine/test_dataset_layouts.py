@@ -42,7 +42,7 @@ def make_ham(root: Path, lesions_per_class=(6, 4, 3), images_per_lesion=(1, 3)) 
             for _ in range(int(rng.integers(images_per_lesion[0], images_per_lesion[1] + 1))):
                 image_id = f"ISIC_{n:07d}"
                 folder = "HAM10000_images_part_1" if n % 2 else "HAM10000_images_part_2"
-                _png(root / folder / f"{image_id}.jpg".replace(".jpg", ".png"), 40 * ci)
+                _png(root / folder / f"{image_id}.jpg", 40 * ci)  # HAM10000 ships JPEGs
                 rows.append([lesion, image_id, classes[ci], "histo", "50.0", "male", "back"])
                 lesion_of[image_id] = lesion
                 n += 1
