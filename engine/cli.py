@@ -13,6 +13,7 @@ import sys
 from pathlib import Path
 
 from engine.errors import Cancelled, UserError
+from engine.evaluate import cli as evaluation_cli
 
 
 class _Parser(argparse.ArgumentParser):
@@ -90,12 +91,17 @@ def build_parser() -> argparse.ArgumentParser:
 
     p = sub.add_parser("evaluate", help="accuracy, macro-F1 and per-class metrics on a labelled dataset")
     p.add_argument("--model", required=True)
-    p.add_argument("--data", default="default", help="folder of class subfolders, .npz, or 'default'")
+    p.add_argument(
+        "--data",
+        default="default",
+        help="class folders, .npz (incl. MedMNIST), HAM10000 folder/CSV, CIFAR batches/.tar.gz, or 'default'",
+    )
     p.add_argument("--batch-size", type=_positive_int, default=64)
     p.add_argument("--limit", type=_positive_int, help="evaluate only the first N images")
     p.add_argument("--csv", help="metrics CSV (variant,metric,class,value)")
     p.add_argument("--predictions-csv", help="per-image CSV (path,true_label,pred_label,p_<class>...)")
     p.add_argument("--json", action="store_true")
+    evaluation_cli.add_evaluate_arguments(p)
 
     p = sub.add_parser("benchmark", help="latency, throughput, memory and size of a model")
     p.add_argument("--model", required=True)
@@ -117,7 +123,7 @@ def build_parser() -> argparse.ArgumentParser:
 
 # Feature modules that add subcommands: each has register(subparsers) -> {name: handler}.
 # Handlers take the parsed args and return an exit code; they raise UserError for bad input.
-EXTENSIONS: list[str] = []
+EXTENSIONS: list[str] = ["engine.evaluate.cli"]
 
 
 def _context(args):
@@ -228,36 +234,7 @@ def cmd_predict(args) -> int:
 
 
 def cmd_evaluate(args) -> int:
-    from engine.fileio import write_csv
-    from engine.jobs import EvaluateJob
-
-    o = _run(EvaluateJob(args.model, args.data, args.batch_size, args.limit), args)
-    res, rep = o.result, o.result.report
-    if args.csv:
-        write_csv(args.csv, ["variant", "metric", "class", "value"], rep.long_rows(res.model_name))
-    if args.predictions_csv:
-        header = ["path", "true_label", "pred_label"] + [f"p_{c}" for c in rep.class_names]
-        names = rep.class_names
-        rows = (
-            [ident, names[t], names[p], *map(float, probs)]
-            for ident, t, p, probs in zip(res.ids, res.y_true, res.y_pred, res.probs, strict=False)
-        )
-        write_csv(args.predictions_csv, header, rows)
-    for path, why in res.skipped:
-        print(f"skipped {path}: {why}", file=sys.stderr)
-    if args.json:
-        print(
-            json.dumps(
-                {"variant": res.model_name, "dataset": res.dataset, **rep.overall(), "skipped": len(res.skipped)},
-                indent=2,
-            )
-        )
-    else:
-        print(
-            f"{res.model_name} on {res.dataset}: {rep.n} images, accuracy {100 * rep.accuracy:.2f}%, "
-            f"macro-F1 {rep.macro_f1:.4f}, balanced accuracy {100 * rep.balanced_accuracy:.2f}%"
-        )
-    return 0
+    return evaluation_cli.cmd_evaluate(args, _run)
 
 
 def cmd_benchmark(args) -> int:

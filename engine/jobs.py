@@ -292,28 +292,19 @@ class EvaluateJob:
         result = evaluate_bundle(bundle, dataset, self.batch_size, self.limit, ctx.progress, ctx.should_stop)
         record = None
         if self.store:
-            rep = result.report
-            per_class = tuple(
-                (metric, cname, float(value)) for (_, metric, cname, value) in rep.long_rows(bundle.name) if cname != ""
-            )
-            record = ws.store.add(
-                RunRecord(
-                    kind="evaluate",
-                    model_name=bundle.name,
-                    model_path=str(bundle.path),
-                    model_hash=bundle.content_hash(),
-                    recipe=bundle.recipe_name,
-                    dataset=self.data if self.data in ("default", "default-val") else dataset.name,
-                    metrics={
-                        **rep.overall(),
-                        "images_per_s": result.images_per_s,
-                        "skipped": float(len(result.skipped)),
-                    },
-                    per_class=per_class,
-                    settings={"batch_size": self.batch_size, "limit": self.limit, "data": str(self.data)},
-                    environment=_env(),
-                )
-            )
+            from engine.evaluate.metrics import compute_metrics
+            from engine.evaluate.rows import evaluation_record
+
+            # Every metric of the evaluation suite (AUC, calibration, confusion, bins), so the
+            # Evaluation tab can open this run too.
+            rows = compute_metrics(result.y_true, result.probs, list(bundle.labels)).long_rows(bundle.name)
+            rows += [
+                (bundle.name, "images_per_s", "", result.images_per_s),
+                (bundle.name, "skipped", "", float(len(result.skipped))),
+            ]
+            dataset_label = self.data if self.data in ("default", "default-val") else dataset.name
+            settings = {"batch_size": self.batch_size, "limit": self.limit, "data": str(self.data)}
+            record = ws.store.add(evaluation_record(bundle, dataset_label, rows, settings))
         return EvaluateOutcome(result, record)
 
 

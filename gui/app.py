@@ -24,6 +24,7 @@ from gui.engine_thread import Engine
 from gui.router import JobRouter
 from gui.state import AppState, settings
 from gui.tabs.benchmark import BenchmarkTab
+from gui.tabs.evaluation import EvaluationTab
 from gui.tabs.inference import InferenceTab
 from gui.tabs.models import ModelsTab
 from gui.tabs.quantize import QuantizeTab
@@ -47,12 +48,14 @@ class MainWindow(QMainWindow):
         self.models_tab = ModelsTab(self.state, self.router)
         self.quantize_tab = QuantizeTab(self.state, self.router)
         self.benchmark_tab = BenchmarkTab(self.state, self.router)
+        self.evaluation_tab = EvaluationTab(self.state, self.router)
         self.inference_tab = InferenceTab(self.state, self.router)
         self.results_tab = ResultsTab(self.state, self.store)
         for tab, name in (
             (self.models_tab, "Models"),
             (self.quantize_tab, "Quantize"),
             (self.benchmark_tab, "Benchmark"),
+            (self.evaluation_tab, "Evaluation"),
             (self.inference_tab, "Inference"),
             (self.results_tab, "Results"),
         ):
@@ -61,6 +64,7 @@ class MainWindow(QMainWindow):
 
         self.models_tab.model_selected.connect(self._model_selected)
         self.quantize_tab.variant_created.connect(self._variant_created)
+        self.results_tab.open_evaluation.connect(self._open_evaluation)
 
         self._build_status_bar()
         self._build_menus()
@@ -116,6 +120,7 @@ class MainWindow(QMainWindow):
         self._action(r, "Quantize", "Ctrl+Return", self._quantize)
         self._action(r, "Benchmark", "Ctrl+B", self._benchmark)
         self._action(r, "Evaluate Accuracy", "Ctrl+Shift+E", self._evaluate)
+        self._action(r, "Evaluate Variants (per class, calibration, robustness)", "Ctrl+Alt+E", self._evaluate_variants)
         self._action(r, "Demo Workflow", "Ctrl+D", self._demo)
         r.addSeparator()
         self.cancel_action = self._action(r, "Cancel", Qt.Key.Key_Escape, self.cancel_all)
@@ -141,6 +146,7 @@ class MainWindow(QMainWindow):
     @Slot(str)
     def _variant_created(self, path: str) -> None:
         self.inference_tab.set_variant(path)
+        self.evaluation_tab.select_variant(path)
         self.benchmark_tab.set_model(path)
 
     def _open_image(self) -> None:
@@ -162,6 +168,15 @@ class MainWindow(QMainWindow):
     def _evaluate(self) -> None:
         self.tabs.setCurrentWidget(self.benchmark_tab)
         self.benchmark_tab.start_evaluate()
+
+    def _evaluate_variants(self) -> None:
+        self.tabs.setCurrentWidget(self.evaluation_tab)
+        self.evaluation_tab.start()
+
+    @Slot(object)
+    def _open_evaluation(self, records) -> None:
+        self.tabs.setCurrentWidget(self.evaluation_tab)
+        self.evaluation_tab.show_records(records)
 
     def _demo(self) -> None:
         self.tabs.setCurrentWidget(self.benchmark_tab)

@@ -1,4 +1,9 @@
-"""Labelled image datasets: the shipped MNIST split, .npz arrays and class folders."""
+"""Labelled image datasets: the shipped MNIST split, .npz arrays, class folders and the
+layouts of engine.data.sources (HAM10000, MedMNIST, CIFAR batches, filename patterns).
+
+``open_dataset`` recognises the layout, then picks a split: the file's own split where it
+has one (MedMNIST, CIFAR), else a stratified, seeded split (grouped by lesion for HAM10000).
+"""
 
 from __future__ import annotations
 
@@ -11,7 +16,8 @@ import numpy as np
 from engine import paths
 from engine.data.images import IMAGE_SUFFIXES, load_image
 from engine.data.preprocess import Preprocessing
-from engine.errors import Cancelled, UserError
+from engine.data.splits import DEFAULT_FRACTIONS, SPLITS, stratified_split
+from engine.errors import UserError
 
 BUILTIN = {"default": paths.DEFAULT_DATA, "default-val": paths.DEFAULT_VAL_DATA}
 
@@ -29,9 +35,32 @@ class ImageDataset:
     images: np.ndarray | None = None
     paths: list[str] | None = None
     skipped: list[tuple[str, str]] = field(default_factory=list)
+    # Group id per item (HAM10000: lesion_id); splits never cut a group.
+    groups: np.ndarray | None = None
+    split: str = "all"
+    # True when the source defines its own train/val/test (MedMNIST, CIFAR).
+    native_splits: bool = False
 
     def __len__(self) -> int:
         return int(self.labels.shape[0])
+
+    def subset(self, indices: np.ndarray, split: str) -> ImageDataset:
+        """The items at ``indices`` (listed skips are kept) as a new dataset named after the split."""
+        idx = np.asarray(indices, dtype=np.int64)
+        return ImageDataset(
+            name=self.name if split == "all" else f"{self.name}:{split}",
+            class_names=list(self.class_names),
+            labels=self.labels[idx],
+            images=self.images[idx] if self.images is not None else None,
+            paths=[self.paths[i] for i in idx] if self.paths is not None else None,
+            skipped=list(self.skipped),
+            groups=self.groups[idx] if self.groups is not None else None,
+            split=split,
+            native_splits=self.native_splits,
+        )
+
+    def class_counts(self) -> np.ndarray:
+        return np.bincount(self.labels, minlength=len(self.class_names))
 
     def identifier(self, i: int) -> str:
         return self.paths[i] if self.paths is not None else f"{self.name}#{i}"
@@ -53,44 +82,90 @@ class ImageDataset:
         Raises:
             Cancelled: when should_stop() turns true between batches.
         """
-        n = len(self) if limit is None else min(limit, len(self))
-        for start in range(0, n, batch_size):
-            if should_stop is not None and should_stop():
-                raise Cancelled()
-            idx, arrays = [], []
-            for i in range(start, min(start + batch_size, n)):
-                try:
-                    arrays.append(self.load_uint8(i, prep))
-                    idx.append(i)
-                except UserError as exc:
-                    self.skipped.append((self.identifier(i), str(exc)))
-            if not idx:
-                continue
-            idx = np.asarray(idx)
-            yield prep.normalize(np.stack(arrays)), self.labels[idx], idx
+        from engine.data.loader import DecodeAhead
+
+        for batch in DecodeAhead(self, prep, batch_size, limit, prefetch=0, should_stop=should_stop):
+            self.skipped.extend(batch.skipped)
+            if len(batch.indices):
+                yield batch.x, batch.labels, batch.indices
 
 
-def open_dataset(spec: str | Path) -> ImageDataset:
-    """Open a dataset by name or path.
+def open_dataset(
+    spec: str | Path,
+    split: str | None = None,
+    seed: int = 0,
+    label_pattern: str | None = None,
+    fractions: tuple[float, float, float] = DEFAULT_FRACTIONS,
+) -> ImageDataset:
+    """Open a dataset by name or path, then select a split.
 
     Args:
         spec: "default" (the shipped MNIST held-out split), "default-val" (its
-            validation split), an ``.npz`` file with ``images``/``labels`` (or
-            ``x``/``y``) and optional ``class_names``, or a folder with one
-            subfolder of images per class.
+            validation split), an ``.npz`` file (``images``/``labels`` or MedMNIST's
+            ``train_images``/``val_images``/``test_images`` + ``*_labels``), a HAM10000
+            metadata CSV or its folder, a CIFAR-10/100 python batch folder or
+            ``cifar-*-python.tar.gz``, a folder with one subfolder of images per class,
+            or (with ``label_pattern``) a flat folder whose file names carry the label.
+        split: "train", "val", "test" or "all". None: the file's test split where it has
+            its own splits (MedMNIST, CIFAR), else everything.
+        seed: seed of the stratified split (sets without their own splits).
+        label_pattern: a regular expression with a named group ``label``, searched in
+            each file name of a flat folder.
+        fractions: (train, val, test) shares of the stratified split.
 
     Raises:
-        UserError: the path is missing, empty or not a dataset.
+        UserError: the path is missing, empty, not a dataset, or the split is unknown.
     """
+    from engine.data import sources
+
+    if split is not None and split not in (*SPLITS, "all"):
+        raise UserError(f"unknown split '{split}' (use train, val, test or all)")
     key = str(spec)
     path = BUILTIN.get(key, Path(key).expanduser())
     if not path.exists():
-        raise UserError("dataset not found (give a folder of class subfolders, an .npz file, or 'default')", path)
-    if path.is_dir():
-        return _open_folder(path)
-    if path.suffix.lower() == ".npz":
-        return _open_npz(path, name=key if key in BUILTIN else path.name)
-    raise UserError("not a dataset: expected a folder of class subfolders or an .npz file", path)
+        raise UserError(
+            "dataset not found (give a folder of class subfolders, an .npz file, a HAM10000 metadata CSV, "
+            "a CIFAR batch folder, or 'default')",
+            path,
+        )
+    if label_pattern is not None:
+        if not path.is_dir():
+            raise UserError("a label pattern needs a folder of image files", path)
+        dataset = sources.open_pattern_folder(path, label_pattern)
+    elif path.is_dir():
+        dataset = sources.open_directory(path, split, seed, fractions)
+        if dataset is None:
+            dataset = _open_folder(path)
+    elif path.suffix.lower() == ".npz":
+        dataset = sources.open_split_npz(path, split, seed, fractions)
+        if dataset is None:
+            dataset = _open_npz(path, name=key if key in BUILTIN else path.name)
+    else:
+        dataset = sources.open_file(path, split, seed, fractions)
+        if dataset is None:
+            raise UserError(
+                "not a dataset: expected a folder, an .npz file, a HAM10000 metadata CSV or CIFAR batches", path
+            )
+    return select_split(dataset, split, seed, fractions)
+
+
+def select_split(
+    dataset: ImageDataset,
+    split: str | None,
+    seed: int = 0,
+    fractions: tuple[float, float, float] = DEFAULT_FRACTIONS,
+) -> ImageDataset:
+    """A stratified (and grouped, where the dataset has groups) seeded split of ``dataset``.
+
+    Datasets that came with their own splits are returned as they are.
+    """
+    if split in (None, "all") or dataset.native_splits:
+        return dataset
+    parts = stratified_split(dataset.labels, fractions, seed, dataset.groups)
+    chosen = dataset.subset(parts[split], split)
+    if len(chosen) == 0:
+        raise UserError(f"the {split} split of '{dataset.name}' is empty; use other --split fractions or more data")
+    return chosen
 
 
 def _open_npz(path: Path, name: str) -> ImageDataset:
@@ -108,19 +183,35 @@ def _open_npz(path: Path, name: str) -> ImageDataset:
         raise
     except (OSError, ValueError, EOFError) as exc:
         raise UserError(f"cannot read npz dataset ({exc})", path) from None
+    images, labels, names = checked_arrays(images, labels, names, path)
+    return ImageDataset(name=name, class_names=names, labels=labels, images=images)
+
+
+def checked_arrays(
+    images: np.ndarray, labels: np.ndarray, names: list[str] | None, path: Path | str
+) -> tuple[np.ndarray, np.ndarray, list[str]]:
+    """Validate in-memory images and labels; returns uint8 images, int64 labels, class names.
+
+    Raises:
+        UserError: counts differ, pixel values out of 0..255, no images, or labels out of range.
+    """
     if images.shape[0] != labels.shape[0]:
         raise UserError(f"{images.shape[0]} images but {labels.shape[0]} labels", path)
+    if images.ndim not in (3, 4) or (images.ndim == 4 and images.shape[-1] not in (1, 3, 4)):
+        raise UserError(f"images must be (N, H, W) or (N, H, W, C) with C 1, 3 or 4; found {images.shape}", path)
     if images.dtype != np.uint8:
         if images.size and (images.min() < 0 or images.max() > 255):
             raise UserError(f"images must be uint8 or lie in 0..255, found dtype {images.dtype}", path)
         images = images.astype(np.uint8)
+    if images.ndim == 4 and images.shape[-1] == 4:
+        images = np.ascontiguousarray(images[..., :3])  # drop alpha
     if len(labels) == 0:
         raise UserError("dataset holds no images", path)
     if names is None:
         names = [str(i) for i in range(int(labels.max()) + 1)]
     if labels.min() < 0 or labels.max() >= len(names):
         raise UserError(f"labels must lie in 0..{len(names) - 1}", path)
-    return ImageDataset(name=name, class_names=names, labels=labels, images=images)
+    return images, labels, names
 
 
 def _open_folder(path: Path) -> ImageDataset:

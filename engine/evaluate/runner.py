@@ -10,6 +10,7 @@ import numpy as np
 
 from engine.bundle import ModelBundle
 from engine.data.datasets import ImageDataset
+from engine.data.loader import DecodeAhead, ImageTransform
 from engine.errors import UserError
 from engine.evaluate.classification import ClassificationReport, classification_report, softmax
 
@@ -62,8 +63,19 @@ def evaluate_bundle(
     limit: int | None = None,
     progress: Callable[[float, str], None] | None = None,
     should_stop: Callable[[], bool] | None = None,
+    transform: ImageTransform | None = None,
+    prefetch: int = 2,
+    workers: int = 1,
 ) -> EvaluationResult:
     """Predict every image of ``dataset`` and compute the classification report.
+
+    Images are decoded on a background thread (``engine.data.loader``) while the model
+    runs on this one.
+
+    Args:
+        transform: optional per-image corruption applied before normalisation.
+        prefetch: batches decoded ahead (0: decode synchronously).
+        workers: decoding threads.
 
     Raises:
         UserError: class-count mismatch or no readable image.
@@ -71,17 +83,18 @@ def evaluate_bundle(
     """
     mapping = label_mapping(bundle, dataset)
     n = len(dataset) if limit is None else min(limit, len(dataset))
-    probs, labels, ids = [], [], []
-    done = 0
+    probs, labels, ids, skipped = [], [], [], list(dataset.skipped)
     t0 = time.perf_counter()
-    for x, y, idx in dataset.batches(bundle.preprocessing, batch_size, should_stop, limit=n):
-        p = softmax(bundle.predict_logits(x).astype(np.float64))
-        probs.append(p)
-        labels.append(y if mapping is None else mapping[y])
-        ids.extend(dataset.identifier(int(i)) for i in idx)
-        done = int(idx[-1]) + 1
-        if progress is not None:
-            progress(done / n, f"{bundle.name}: {done}/{n} images")
+    loader = DecodeAhead(dataset, bundle.preprocessing, batch_size, n, transform, prefetch, workers, should_stop)
+    with loader:
+        for batch in loader:
+            skipped.extend(batch.skipped)
+            if len(batch.indices):
+                probs.append(softmax(bundle.predict_logits(batch.x).astype(np.float64)))
+                labels.append(batch.labels if mapping is None else mapping[batch.labels])
+                ids.extend(dataset.identifier(int(i)) for i in batch.indices)
+            if progress is not None:
+                progress(batch.end / n, f"{bundle.name}: {batch.end}/{n} images")
     elapsed = time.perf_counter() - t0
     if not ids:
         raise UserError(f"no readable image in dataset '{dataset.name}'")
@@ -96,6 +109,6 @@ def evaluate_bundle(
         ids=tuple(ids),
         y_true=y_true,
         probs=probs_arr,
-        skipped=tuple(dataset.skipped),
+        skipped=tuple(skipped),
         elapsed_s=elapsed,
     )

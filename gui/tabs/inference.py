@@ -31,6 +31,7 @@ from engine.jobs import PredictJob, PredictOutcome
 from gui.router import JobRouter
 from gui.state import AppState, settings
 from gui.widgets.drop_zone import DropZone
+from gui.widgets.gradcam_view import GradCamPanel
 
 
 class TopKTable(QTableWidget):
@@ -61,6 +62,7 @@ class InferenceTab(QWidget):
         self.router = router
         self._job: int | None = None
         self.outcome: PredictOutcome | None = None
+        self._models: tuple[str, ...] = ()
 
         self.drop = DropZone()
         self.drop.images_dropped.connect(self.predict_images)
@@ -119,6 +121,8 @@ class InferenceTab(QWidget):
         right.addLayout(form)
         right.addLayout(top)
         right.addLayout(grid, 1)
+        self.gradcam = GradCamPanel(router)
+        right.addWidget(self.gradcam)
         right.addWidget(self.message)
 
         layout = QHBoxLayout(self)
@@ -187,6 +191,7 @@ class InferenceTab(QWidget):
             self.window().show_error("Inference", "no model loaded")
             return
         settings().setValue("inference/top_k", self.top_k.value())
+        self._models = tuple(models)
         self.message.setText(f"Predicting {len(files)} image(s) …")
         self._job = self.router.submit(
             PredictJob(tuple(models), tuple(files), None, self.top_k.value()),
@@ -229,6 +234,7 @@ class InferenceTab(QWidget):
             self.preview.setPixmap(
                 pix.scaled(160, 160, Qt.AspectRatioMode.KeepAspectRatio, Qt.TransformationMode.FastTransformation)
             )
+        self.gradcam.request(self._models, path)
         preds = self.outcome.predictions[row]
         self.table_a.show_predictions(preds[0])
         self.table_b.show_predictions(preds[-1])

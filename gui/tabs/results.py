@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from PySide6.QtCore import Slot
+from PySide6.QtCore import Signal, Slot
 from PySide6.QtWidgets import (
     QAbstractItemView,
     QComboBox,
@@ -49,6 +49,8 @@ RUN_COLUMNS = [
 
 
 class ResultsTab(QWidget):
+    open_evaluation = Signal(object)  # list[RunRecord] of evaluate runs, for the Evaluation tab
+
     def __init__(self, state: AppState, store: ResultsStore, parent=None):
         super().__init__(parent)
         self.state = state
@@ -74,13 +76,16 @@ class ResultsTab(QWidget):
         export_long.clicked.connect(self.export_long)
         export_samples = QPushButton("Export Iterations CSV…")
         export_samples.clicked.connect(self.export_samples)
+        show_eval = QPushButton("Open in Evaluation")
+        show_eval.setToolTip("Show the selected evaluate runs (first = reference) in the Evaluation tab")
+        show_eval.clicked.connect(self._open_evaluation)
         delete = QPushButton("Delete Selected")
         delete.clicked.connect(self.delete_selected)
         bar = QHBoxLayout()
         bar.addWidget(QLabel("Show"))
         bar.addWidget(self.kind)
         bar.addStretch(1)
-        for b in (refresh, export, export_long, export_samples, delete):
+        for b in (refresh, export, export_long, export_samples, show_eval, delete):
             bar.addWidget(b)
         self.count = QLabel("")
         layout = QVBoxLayout(self)
@@ -155,6 +160,12 @@ class ResultsTab(QWidget):
             return None
         self.window().statusBar().showMessage(f"Exported {len(records)} run(s) to {out}", 8000)
         return out
+
+    @Slot()
+    def _open_evaluation(self) -> None:
+        chosen = sorted((r for r in self.selected_records() if r.kind == "evaluate"), key=lambda r: r.id)
+        if chosen:
+            self.open_evaluation.emit([self.store.get(r.id) or r for r in chosen])
 
     @Slot()
     def delete_selected(self) -> None:
