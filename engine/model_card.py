@@ -78,11 +78,12 @@ def _layer_format(module: nn.Module, arrays: dict[str, mx.array]) -> str:
     return "/".join({"float32": "fp32", "float16": "fp16", "bfloat16": "bf16"}.get(d, d) for d in dtypes)
 
 
-def model_card(bundle: ModelBundle) -> ModelCard:
+def layer_rows(model: nn.Module) -> tuple[list[LayerRow], set[str]]:
+    """One row per module that owns arrays, in forward order, plus every dtype seen."""
     rows = []
     all_dtypes = set()
     # named_modules() lists children last-first; show layers in forward order.
-    for name, module in reversed(bundle.model.named_modules()):
+    for name, module in reversed(model.named_modules()):
         arrays = _own_arrays(module)
         if not arrays:
             continue
@@ -93,6 +94,11 @@ def model_card(bundle: ModelBundle) -> ModelCard:
         nbytes = sum(v.nbytes for v in arrays.values())
         all_dtypes.update(str(v.dtype).replace("mlx.core.", "") for v in arrays.values())
         rows.append(LayerRow(name, type(module).__name__, shape, _layer_format(module, arrays), params, nbytes))
+    return rows, all_dtypes
+
+
+def model_card(bundle: ModelBundle) -> ModelCard:
+    rows, all_dtypes = layer_rows(bundle.model)
     h, w = bundle.preprocessing.input_size
     return ModelCard(
         name=bundle.name,
