@@ -2,9 +2,10 @@
 
 from __future__ import annotations
 
+import os
 import sys
 
-from PySide6.QtCore import QByteArray, Qt, Slot
+from PySide6.QtCore import QByteArray, Qt, QTimer, Slot
 from PySide6.QtGui import QAction, QKeySequence
 from PySide6.QtWidgets import (
     QApplication,
@@ -243,6 +244,10 @@ def run(argv: list[str]) -> int:
     app.setOrganizationName("MLXQuantStudio")
     window = MainWindow()
     window.show()
+    # Smoke tests and screenshots close the app after a delay.
+    quit_after = os.environ.get("MQS_AUTOQUIT_MS")
+    if quit_after:
+        QTimer.singleShot(int(quit_after), window.close)
     return app.exec()
 
 

@@ -16,10 +16,9 @@ os.environ.setdefault("QT_QPA_PLATFORM", "offscreen")
 
 
 @pytest.fixture(autouse=True)
-def isolated_data_dir(tmp_path, monkeypatch):
+def isolated_data_dir(tmp_path_factory, monkeypatch):
     """Results database, saved variants and settings go to a per-test directory."""
-    data = tmp_path / "mqs-data"
-    data.mkdir()
+    data = tmp_path_factory.mktemp("mqs-data")
     monkeypatch.setenv("MQS_DATA_DIR", str(data))
     return data
 

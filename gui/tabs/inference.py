@@ -47,7 +47,7 @@ class TopKTable(QTableWidget):
             self.setItem(r, 0, QTableWidgetItem(str(r + 1)))
             self.setItem(r, 1, QTableWidgetItem(p.label))
             item = QTableWidgetItem(f"{100 * p.probability:.2f}%")
-            item.setTextAlignment(int(Qt.AlignmentFlag.AlignRight | Qt.AlignmentFlag.AlignVCenter))
+            item.setTextAlignment(Qt.AlignmentFlag.AlignRight | Qt.AlignmentFlag.AlignVCenter)
             self.setItem(r, 2, item)
 
     def labels(self) -> list[str]:
@@ -142,7 +142,11 @@ class InferenceTab(QWidget):
         floats = [e for e in entries if not e.quantized]
         quants = [e for e in entries if e.quantized]
         self._select(self.model_a, a or (floats[0].path if floats else None))
-        self._select(self.model_b, b or (quants[-1].path if quants else None))
+        # Keep the user's variant; otherwise compare against the newest quantized one.
+        b_entry = self.state.entry(b) if b else None
+        if (b_entry is None or not b_entry.quantized) and quants:
+            b = quants[-1].path
+        self._select(self.model_b, b)
 
     @staticmethod
     def _select(combo: QComboBox, path: str | None) -> None:

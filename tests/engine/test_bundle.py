@@ -75,7 +75,7 @@ def test_save_is_atomic_and_replaces(tmp_path):
     b.save(tmp_path / "b")
     b2 = tiny_bundle(seed=1)
     b2.save(tmp_path / "b")
-    assert sorted(p.name for p in tmp_path.iterdir() if p.name != "mqs-data") == ["b"]
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["b"]
     np.testing.assert_array_equal(load_bundle(tmp_path / "b").predict_logits(batch()), b2.predict_logits(batch()))
 
 
