@@ -52,6 +52,7 @@ class LMRunSample:
     prompt_tps: float
     generation_tps: float
     peak_memory_bytes: int
+    rss: int
 
 
 @dataclass(frozen=True)
@@ -130,7 +131,7 @@ def benchmark_language_model(
     should_stop: Callable[[], bool] | None = None,
 ) -> LMBenchResult:
     """Warm-up runs, then ``settings.runs`` measured runs; medians in ``summary()``."""
-    from engine.bench.environment import environment
+    from engine.bench.environment import environment, rss_bytes
 
     settings.validate()
     prompt = benchmark_prompt(lm, settings.prompt_tokens)
@@ -152,7 +153,7 @@ def benchmark_language_model(
 
         ttft, ptps, gtps, peak = timed_generation(lm, prompt, settings.gen_tokens, on_token)
         if run >= 0:
-            samples.append(LMRunSample(run, 1000 * ttft, ptps, gtps, peak))
+            samples.append(LMRunSample(run, 1000 * ttft, ptps, gtps, peak, rss_bytes()))
         if progress:
             label = "warm-up" if run < 0 else f"run {run + 1}/{settings.runs}"
             progress((i + 1) / total, f"{label}: {gtps:.1f} tokens/s")

@@ -113,7 +113,9 @@ def cmd_benchmark(args) -> int:
     r = o.result
     s = r.summary()
     if args.csv:
-        write_csv(args.csv, ["model", "recipe", "metric", "value"], ([r.model_name, r.recipe, k, v] for k, v in s.items()))
+        write_csv(
+            args.csv, ["model", "recipe", "metric", "value"], ([r.model_name, r.recipe, k, v] for k, v in s.items())
+        )
     if args.json:
         print(json.dumps({"model": r.model_name, "recipe": r.recipe, **s, "environment": r.environment}, indent=2))
         return 0
@@ -151,8 +153,14 @@ def cmd_info(args) -> int:
     if args.json:
         d = card.summary()
         d["layers"] = [
-            {"name": r.name, "type": r.type, "shape": list(r.shape), "format": r.format, "params": r.params,
-             "bytes": r.bytes}
+            {
+                "name": r.name,
+                "type": r.type,
+                "shape": list(r.shape),
+                "format": r.format,
+                "params": r.params,
+                "bytes": r.bytes,
+            }
             for r in card.layers
         ]
         print(json.dumps(d, indent=2))

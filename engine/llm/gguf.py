@@ -45,9 +45,7 @@ _NAMES = [
 ]
 _SKIP = re.compile(r"^rope_freqs\.")
 # Pre-tokenizer regexes named by tokenizer.ggml.pre (GPT-2's is the ByteLevel default).
-_LLAMA3_SPLIT = (
-    r"(?i:'s|'t|'re|'ve|'m|'ll|'d)|[^\r\n\p{L}\p{N}]?\p{L}+|\p{N}{1,3}| ?[^\s\p{L}\p{N}]+[\r\n]*|\s*[\r\n]+|\s+(?!\S)|\s+"
-)
+_LLAMA3_SPLIT = r"(?i:'s|'t|'re|'ve|'m|'ll|'d)|[^\r\n\p{L}\p{N}]?\p{L}+|\p{N}{1,3}| ?[^\s\p{L}\p{N}]+[\r\n]*|\s*[\r\n]+|\s+(?!\S)|\s+"
 
 
 def hf_name(gguf_name: str) -> str | None:
@@ -78,9 +76,7 @@ def gguf_config(meta: dict, weights: dict[str, mx.array]) -> dict:
     """An mlx-lm config.json dict from GGUF metadata."""
     arch = meta.get("general.architecture")
     if arch not in ARCHITECTURES:
-        raise UserError(
-            f"GGUF architecture '{arch}' is not supported (supported: {', '.join(sorted(ARCHITECTURES))})"
-        )
+        raise UserError(f"GGUF architecture '{arch}' is not supported (supported: {', '.join(sorted(ARCHITECTURES))})")
     model_type, _ = ARCHITECTURES[arch]
     heads = int(_scalar(meta, f"{arch}.attention.head_count"))
     hidden = int(_scalar(meta, f"{arch}.embedding_length"))

@@ -19,7 +19,7 @@ from engine.errors import UserError
 from engine.jobs import JobContext, Workspace
 from engine.llm.bench import LMBenchResult, LMBenchSettings, TokenTick, benchmark_language_model
 from engine.llm.detect import DEFAULT_TEXT, resolve_lm_spec
-from engine.llm.generate import GenerationResult, GenerationSettings, TextChunk, generate_text
+from engine.llm.generate import GenerationResult, GenerationSettings, generate_text
 from engine.llm.loader import LanguageModel, LanguageModelCard, load_language_model
 from engine.llm.perplexity import DEFAULT_CONTEXT, PerplexityResult, perplexity, read_text
 from engine.llm.quantize import LMQuantizeResult, quantize_language_model, recipe_label, resolve_recipe
@@ -152,7 +152,11 @@ class PerplexityJob:
             if self.max_tokens:
                 ids = ids[: self.max_tokens]
             r = perplexity(
-                lm, ids, self.context, text_path.name, progress=ctx.scaled(i / n, (i + 1) / n, f"{lm.name}: "),
+                lm,
+                ids,
+                self.context,
+                text_path.name,
+                progress=ctx.scaled(i / n, (i + 1) / n, f"{lm.name}: "),
                 should_stop=ctx.should_stop,
             )
             results.append(r)
@@ -254,8 +258,10 @@ class LMBenchmarkJob:
                         "warmup": self.settings.warmup,
                     },
                     environment=result.environment,
+                    # Per run: milliseconds per generated token as the latency, MLX peak memory, process RSS.
                     samples=tuple(
-                        (s.run, s.ttft_ms, int(s.peak_memory_bytes), int(s.generation_tps)) for s in result.samples
+                        (s.run, 1000.0 / s.generation_tps if s.generation_tps else 0.0, s.peak_memory_bytes, s.rss)
+                        for s in result.samples
                     ),
                 )
             )
@@ -283,17 +289,21 @@ class SensitivityJob:
         ids = np.array(lm.encode(text), dtype=np.int32)
         share = 0.8 if self.budget_bits and self.out else 1.0
         report = measure_sensitivity(
-            lm, ids, self.candidates, self.group_size, self.sample_tokens, layers=self.layers,
-            progress=ctx.scaled(0.0, share), should_stop=ctx.should_stop,
+            lm,
+            ids,
+            self.candidates,
+            self.group_size,
+            self.sample_tokens,
+            layers=self.layers,
+            progress=ctx.scaled(0.0, share),
+            should_stop=ctx.should_stop,
         )
         result = None
         if self.budget_bits is not None and self.out:
             if self.layers:
                 raise UserError("a budget search needs every layer measured; leave out the layer patterns")
             recipe = report.recipe(self.budget_bits, self.group_size)
-            result = quantize_language_model(
-                lm.path, recipe, self.out, None, ctx.scaled(share, 1.0), ctx.should_stop
-            )
+            result = quantize_language_model(lm.path, recipe, self.out, None, ctx.scaled(share, 1.0), ctx.should_stop)
             forget_models(ws, self.out)
         ctx.progress(1.0, "done")
         return report, result

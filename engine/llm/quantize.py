@@ -34,7 +34,7 @@ from mlx.utils import tree_map
 from engine.errors import Cancelled, UserError
 from engine.llm.loader import LanguageModel, LanguageModelCard, language_model_card, load_language_model, on_cpu
 from engine.quant.formats import FLOAT_DTYPES
-from engine.quant.recipes import FLOAT_RECIPES, Recipe, builtin_names, make_recipe
+from engine.quant.recipes import Recipe, builtin_names, make_recipe
 
 MIXED_RECIPES = ("mixed_2_6", "mixed_3_4", "mixed_3_6", "mixed_4_6")
 
@@ -80,9 +80,7 @@ def recipe_predicate(recipe: Recipe) -> Callable[[str, nn.Module], bool | dict]:
 
 
 def cast_floats(model: nn.Module, dtype: mx.Dtype) -> None:
-    model.update(
-        tree_map(lambda x: x.astype(dtype) if mx.issubdtype(x.dtype, mx.floating) else x, model.parameters())
-    )
+    model.update(tree_map(lambda x: x.astype(dtype) if mx.issubdtype(x.dtype, mx.floating) else x, model.parameters()))
 
 
 def quantize_in_place(
