@@ -14,7 +14,7 @@ from pathlib import Path
 from engine import paths
 
 DEFAULT_LM_NAME = "default-lm"
-DEFAULT_LM_DIR = paths.RESOURCES / "default_lm"
+DEFAULT_LM_DIR = paths.DEFAULT_LM_DIR
 DEFAULT_TEXT = paths.RESOURCES / "data" / "moby_dick_heldout.txt"
 _HF_ID = re.compile(r"^[A-Za-z0-9][\w.-]*/[\w.-]+$")
 
