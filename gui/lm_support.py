@@ -2,12 +2,16 @@
 
 from __future__ import annotations
 
+from pathlib import Path
+
+from PySide6.QtWidgets import QFileDialog, QInputDialog, QMenu
+
 from engine.llm.bench import LMBenchSettings, TokenTick
 from engine.llm.jobs import LMBenchmarkJob, LoadLanguageModelJob, PerplexityJob, QuantizeLanguageModelJob
 from engine.llm.loader import LanguageModelCard
 from engine.llm.quantize import MIXED_RECIPES
 from engine.model_card import human_bytes
-from gui.state import AppState
+from gui.state import AppState, settings
 
 __all__ = ["TokenTick", "benchmark_job", "card_html", "is_language", "load_job", "perplexity_job", "quantize_job"]
 
@@ -57,3 +61,35 @@ def card_html(card: LanguageModelCard) -> str:
         f"{card.bits_per_weight:.2f} bits/weight · {quant} · dtypes {', '.join(card.dtypes)}<br>"
         f"<small>{card.source}: {card.path}</small>"
     )
+
+
+def open_menu(tab) -> QMenu:
+    """The Models tab's "Open Language Model" menu: a GGUF file, or a Hugging Face id (downloads)."""
+    menu = QMenu(tab)
+    menu.addAction("GGUF File…", lambda: open_gguf(tab))
+    menu.addAction("Hugging Face Id…", lambda: open_hub(tab))
+    return menu
+
+
+def open_gguf(tab) -> None:
+    s = settings()
+    start = str(s.value("folders/gguf", str(Path.home())))
+    path, _ = QFileDialog.getOpenFileName(tab, "Open GGUF model", start, "GGUF (*.gguf);;All files (*)")
+    if path:
+        s.setValue("folders/gguf", str(Path(path).parent))
+        tab.open_path(path)
+
+
+def open_hub(tab) -> None:
+    repo, ok = QInputDialog.getText(tab, "Hugging Face model", "Repository id (e.g. mlx-community/SmolLM-135M-4bit):")
+    repo = repo.strip()
+    if not ok or not repo:
+        return
+
+    def loaded(card: LanguageModelCard) -> None:
+        entry = tab.state.add(card.path)
+        tab.state.set_card(card)
+        if entry:
+            tab.select(entry.path)
+
+    tab.router.submit(load_job(repo), on_result=loaded)

@@ -50,15 +50,16 @@ def read_entry(path: str | Path) -> ModelEntry | None:
 
 def read_lm_entry(path: Path) -> ModelEntry | None:
     """A ModelEntry for an mlx-lm folder or a .gguf file, or None."""
-    from engine.llm.detect import lm_recipe_name, read_lm_config
+    from engine.llm.detect import display_name, lm_recipe_name, read_lm_config
 
     if path.is_file() and path.suffix.lower() == ".gguf":
         return ModelEntry(str(path.resolve()), path.stem, "gguf", "gguf", "language")
     cfg = read_lm_config(path) if path.is_dir() else None
     if cfg is None:
         return None
-    name = "default-lm" if path.resolve() == paths.DEFAULT_LM_DIR.resolve() else path.name
-    return ModelEntry(str(path.resolve()), name, lm_recipe_name(cfg), str(cfg.get("model_type")), "language")
+    return ModelEntry(
+        str(path.resolve()), display_name(path), lm_recipe_name(cfg), str(cfg.get("model_type")), "language"
+    )
 
 
 class AppState(QObject):

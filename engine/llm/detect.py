@@ -71,3 +71,13 @@ def lm_recipe_name(cfg: dict) -> str:
     if mode != "affine":
         return str(mode)
     return f"int{bits}" if gs == 64 else f"int{bits}-g{gs}"
+
+
+def display_name(path: Path) -> str:
+    """'default-lm', 'org/name' for a Hugging Face cache snapshot, else the folder or file name."""
+    if path.resolve() == DEFAULT_LM_DIR.resolve():
+        return DEFAULT_LM_NAME
+    parts = path.resolve().parts
+    if len(parts) >= 3 and parts[-2] == "snapshots" and parts[-3].startswith("models--"):
+        return parts[-3][len("models--") :].replace("--", "/")
+    return path.stem if path.is_file() else path.name

@@ -19,7 +19,7 @@ import mlx.nn as nn
 from mlx.utils import tree_flatten, tree_map
 
 from engine.errors import UserError
-from engine.llm.detect import is_hf_id, lm_recipe_name, read_lm_config, resolve_lm_spec
+from engine.llm.detect import display_name, is_hf_id, lm_recipe_name, read_lm_config, resolve_lm_spec
 from engine.model_card import LayerRow, layer_rows
 
 HF_ALLOW_PATTERNS = ["*.json", "model*.safetensors", "*.py", "tokenizer.model", "*.tiktoken", "*.txt", "*.jinja"]
@@ -240,9 +240,7 @@ def load_language_model(
             tokenizer = load_tokenizer(p, eos_token_ids=config.get("eos_token_id"))
         except Exception as exc:  # transformers raises many kinds
             raise UserError(f"cannot load the tokenizer ({str(exc).splitlines()[0]})", p) from None
-        name = text if source == "hub" else p.name
-        if p.resolve() == Path(resolve_lm_spec("default-lm")).resolve():
-            name = "default-lm"
+        name = text if source == "hub" else display_name(p)
         lm = LanguageModel(name, str(p), source, model, tokenizer, config)
     lm.card = language_model_card(lm)
     if widen if widen is not None else on_cpu():

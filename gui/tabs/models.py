@@ -120,7 +120,10 @@ class ModelsTab(QWidget):
         left = QVBoxLayout()
         left.addWidget(QLabel("Models"))
         left.addWidget(self.list)
-        for b in (open_btn, import_btn, self.remove_btn):
+        lm_btn = QPushButton("Open Language Model…")
+        lm_btn.setToolTip("A GGUF file (llama.cpp, LM Studio) or a Hugging Face id; mlx-lm folders open as bundles")
+        lm_btn.setMenu(lm_support.open_menu(self))
+        for b in (open_btn, lm_btn, import_btn, self.remove_btn):
             left.addWidget(b)
         left_w = QWidget()
         left_w.setLayout(left)
