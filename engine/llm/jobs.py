@@ -27,6 +27,7 @@ from engine.llm.sensitivity import DEFAULT_CANDIDATES, SensitivityReport, measur
 from engine.results import RunRecord
 
 _CACHES: weakref.WeakKeyDictionary = weakref.WeakKeyDictionary()
+MAX_CACHED_MODELS = 3
 
 
 def _stamp(path: Path) -> float:
@@ -40,11 +41,14 @@ def cached_model(ws: Workspace, spec: str, progress=None) -> LanguageModel:
     key = resolve_lm_spec(spec)
     p = Path(key)
     stamp = _stamp(p) if p.exists() else 0.0
-    hit = cache.get(key)
+    hit = cache.pop(key, None)
     if hit is not None and hit[0] == stamp:
+        cache[key] = hit  # most recently used last
         return hit[1]
     lm = load_language_model(key, progress)
     cache[key] = (stamp, lm)
+    while len(cache) > MAX_CACHED_MODELS:  # side-by-side needs two; evict the oldest beyond that
+        cache.pop(next(iter(cache)))
     return lm
 
 

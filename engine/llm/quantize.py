@@ -22,7 +22,6 @@ import io
 import json
 import shutil
 import time
-import uuid
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
@@ -32,6 +31,7 @@ import mlx.nn as nn
 from mlx.utils import tree_map
 
 from engine.errors import Cancelled, UserError
+from engine.fileio import atomic_directory
 from engine.llm.loader import LanguageModel, LanguageModelCard, language_model_card, load_language_model, on_cpu
 from engine.quant.formats import FLOAT_DTYPES
 from engine.quant.recipes import Recipe, builtin_names, make_recipe
@@ -135,27 +135,13 @@ def save_language_model(lm: LanguageModel, config: dict, out: str | Path) -> Pat
     from mlx_lm.utils import save_config, save_model
 
     out = Path(out).expanduser().resolve()
-    out.parent.mkdir(parents=True, exist_ok=True)
-    tmp = out.parent / f".{out.name}.tmp-{uuid.uuid4().hex[:8]}"
-    try:
+    with atomic_directory(out) as tmp:
         save_model(tmp, lm.model)
         save_config(copy.deepcopy(config), config_path=tmp / "config.json")
         lm.tokenizer.save_pretrained(str(tmp))
         src = Path(lm.path)
-        if src.is_dir():
-            for extra in ("generation_config.json",):
-                if (src / extra).is_file():
-                    shutil.copy(src / extra, tmp / extra)
-        if out.exists():
-            old = out.parent / f".{out.name}.old-{uuid.uuid4().hex[:8]}"
-            out.rename(old)
-            tmp.rename(out)
-            shutil.rmtree(old, ignore_errors=True)
-        else:
-            tmp.rename(out)
-    except BaseException:
-        shutil.rmtree(tmp, ignore_errors=True)
-        raise
+        if src.is_dir() and (src / "generation_config.json").is_file():
+            shutil.copy(src / "generation_config.json", tmp / "generation_config.json")
     return out
 
 
