@@ -331,3 +331,33 @@ def test_budget_recipe_quantizes_to_a_loadable_mix(lm, text_ids, tmp_path):
     quantize_language_model("default-lm", recipe, tmp_path / "auto")
     model, _ = load(str(tmp_path / "auto"))
     assert model.model.embed_tokens.bits == 8 and model.model.layers[0].mlp.up_proj.bits == 2
+
+
+def test_hugging_face_id_goes_through_snapshot_download(monkeypatch, tmp_path):
+    """The hub path without a network: snapshot_download is replaced by a local copy."""
+    import shutil
+
+    import huggingface_hub
+
+    from engine.llm.loader import HF_ALLOW_PATTERNS, load_language_model
+
+    calls = []
+
+    def fake_download(repo, allow_patterns=None):
+        calls.append((repo, allow_patterns))
+        dst = tmp_path / "snap"
+        shutil.copytree(DEFAULT_LM_DIR, dst, dirs_exist_ok=True)
+        return str(dst)
+
+    monkeypatch.setattr(huggingface_hub, "snapshot_download", fake_download)
+    assert is_language_model("someone/tiny-llama")
+    lm = load_language_model("someone/tiny-llama")
+    assert calls == [("someone/tiny-llama", HF_ALLOW_PATTERNS)]
+    assert (lm.name, lm.source, lm.card.num_layers) == ("someone/tiny-llama", "hub", 4)
+
+    def offline(repo, allow_patterns=None):
+        raise OSError("We couldn't connect to 'https://huggingface.co'\nmore")
+
+    monkeypatch.setattr(huggingface_hub, "snapshot_download", offline)
+    with pytest.raises(UserError, match="could not download 'someone/x'.*couldn't connect"):
+        load_language_model("someone/x")
