@@ -11,8 +11,6 @@ from __future__ import annotations
 import hashlib
 import json
 import os
-import shutil
-import uuid
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -24,6 +22,7 @@ from mlx.utils import tree_flatten
 from engine import paths
 from engine.data.preprocess import Preprocessing
 from engine.errors import UserError
+from engine.fileio import atomic_directory
 from engine.models import registry
 from engine.quant.apply import apply_quant_config
 from engine.quant.formats import FLOAT_DTYPES
@@ -107,24 +106,11 @@ class ModelBundle:
     def save(self, path: str | Path) -> Path:
         """Write the bundle atomically to ``path`` (a directory), replacing any old one."""
         path = Path(path).expanduser().resolve()
-        path.parent.mkdir(parents=True, exist_ok=True)
-        tmp = path.parent / f".{path.name}.tmp-{uuid.uuid4().hex[:8]}"
-        tmp.mkdir()
-        try:
+        with atomic_directory(path) as tmp:
             weights = self.weights()
             mx.save_safetensors(str(tmp / WEIGHTS_NAME), weights, metadata={"format": "mlx"})
             _write_json(tmp / CONFIG_NAME, self.config_dict())
             _fsync_dir(tmp)
-            if path.exists():
-                old = path.parent / f".{path.name}.old-{uuid.uuid4().hex[:8]}"
-                path.rename(old)
-                tmp.rename(path)
-                shutil.rmtree(old, ignore_errors=True)
-            else:
-                tmp.rename(path)
-        except BaseException:
-            shutil.rmtree(tmp, ignore_errors=True)
-            raise
         self.path = path
         return path
 

@@ -123,7 +123,7 @@ def build_parser() -> argparse.ArgumentParser:
 
 # Feature modules that add subcommands: each has register(subparsers) -> {name: handler}.
 # Handlers take the parsed args and return an exit code; they raise UserError for bad input.
-EXTENSIONS: list[str] = ["engine.evaluate.cli"]
+EXTENSIONS: list[str] = ["engine.evaluate.cli", "engine.llm.cli"]
 
 
 def _context(args):
@@ -328,6 +328,15 @@ COMMANDS = {
 }
 
 
+def _model_kind_handler(args):
+    """Shared commands (evaluate, benchmark, quantize, info) on a language model go to engine.llm.cli."""
+    if args.command not in ("evaluate", "benchmark", "quantize", "info"):
+        return None
+    from engine.llm.cli import handler_for
+
+    return handler_for(args)
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = build_parser()
     args = parser.parse_args(argv)
@@ -335,7 +344,7 @@ def main(argv: list[str] | None = None) -> int:
         parser.print_help()
         return 2
     try:
-        return COMMANDS[args.command](args)
+        return (_model_kind_handler(args) or COMMANDS[args.command])(args)
     except UserError as exc:
         if args.debug:
             raise

@@ -5,7 +5,9 @@ from __future__ import annotations
 import contextlib
 import csv
 import os
+import shutil
 import tempfile
+import uuid
 from collections.abc import Iterable, Iterator
 from pathlib import Path
 
@@ -36,3 +38,28 @@ def write_csv(path: str | Path, header: list[str], rows: Iterable[Iterable]) -> 
         for row in rows:
             writer.writerow(["" if v is None else v for v in row])
     return Path(path)
+
+
+@contextlib.contextmanager
+def atomic_directory(path: str | Path) -> Iterator[Path]:
+    """Yield a temporary sibling directory to fill; it replaces ``path`` only if the block succeeds.
+
+    An existing directory is moved aside first and removed after the rename, so a crash never
+    leaves a half-written directory under the final name.
+    """
+    path = Path(path).expanduser().resolve()
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.parent / f".{path.name}.tmp-{uuid.uuid4().hex[:8]}"
+    tmp.mkdir()
+    try:
+        yield tmp
+        if path.exists():
+            old = path.parent / f".{path.name}.old-{uuid.uuid4().hex[:8]}"
+            path.rename(old)
+            tmp.rename(path)
+            shutil.rmtree(old, ignore_errors=True)
+        else:
+            tmp.rename(path)
+    except BaseException:
+        shutil.rmtree(tmp, ignore_errors=True)
+        raise

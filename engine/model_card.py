@@ -81,13 +81,13 @@ def _layer_format(module: nn.Module, arrays: dict[str, mx.array]) -> str:
     return "/".join({"float32": "fp32", "float16": "fp16", "bfloat16": "bf16"}.get(d, d) for d in dtypes)
 
 
-def model_card(bundle: ModelBundle) -> ModelCard:
-    h, w = bundle.preprocessing.input_size
-    macs = count_macs(bundle.model, (h, w, bundle.preprocessing.channels))
+def layer_rows(model: nn.Module, macs: dict[str, int] | None = None) -> tuple[list[LayerRow], set[str]]:
+    """One row per module that owns arrays, in forward order, plus every dtype seen."""
+    macs = macs or {}
     rows = []
     all_dtypes = set()
     # named_modules() lists children last-first; show layers in forward order.
-    for name, module in reversed(bundle.model.named_modules()):
+    for name, module in reversed(model.named_modules()):
         arrays = _own_arrays(module)
         if not arrays:
             continue
@@ -101,6 +101,13 @@ def model_card(bundle: ModelBundle) -> ModelCard:
             name, type(module).__name__, shape, _layer_format(module, arrays), params, nbytes, macs.get(name, 0)
         )
         rows.append(row)
+    return rows, all_dtypes
+
+
+def model_card(bundle: ModelBundle) -> ModelCard:
+    h, w = bundle.preprocessing.input_size
+    macs = count_macs(bundle.model, (h, w, bundle.preprocessing.channels))
+    rows, all_dtypes = layer_rows(bundle.model, macs)
     return ModelCard(
         name=bundle.name,
         arch=bundle.arch,

@@ -14,6 +14,7 @@ DEFAULT_MODEL_DIR = RESOURCES / "default_model"
 DEFAULT_DATA = RESOURCES / "data" / "mnist_heldout.npz"
 DEFAULT_VAL_DATA = RESOURCES / "data" / "mnist_val.npz"
 SAMPLES_DIR = RESOURCES / "samples"
+DEFAULT_LM_DIR = RESOURCES / "default_lm"
 
 
 def user_data_dir() -> Path:

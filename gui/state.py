@@ -22,10 +22,11 @@ class ModelEntry:
     name: str
     recipe: str
     arch: str
+    kind: str = "image"  # "image" (a bundle) or "language" (an mlx-lm folder or a .gguf file)
 
     @property
     def quantized(self) -> bool:
-        return self.recipe not in ("fp32",)
+        return self.recipe not in ("fp32", "fp16", "bf16") if self.kind == "language" else self.recipe != "fp32"
 
     @property
     def display(self) -> str:
@@ -35,6 +36,9 @@ class ModelEntry:
 def read_entry(path: str | Path) -> ModelEntry | None:
     """A ModelEntry from a bundle's config.json, or None if it is not a bundle."""
     path = Path(path)
+    lm = read_lm_entry(path)
+    if lm is not None:
+        return lm
     try:
         cfg = json.loads((path / "config.json").read_text(encoding="utf-8"))
     except (OSError, ValueError):
@@ -42,6 +46,20 @@ def read_entry(path: str | Path) -> ModelEntry | None:
     q = cfg.get("quantization") or {}
     recipe = (q.get("recipe") or {}).get("name", "custom") if q else "fp32"
     return ModelEntry(str(path.resolve()), cfg.get("name") or path.name, recipe, cfg.get("arch", "?"))
+
+
+def read_lm_entry(path: Path) -> ModelEntry | None:
+    """A ModelEntry for an mlx-lm folder or a .gguf file, or None."""
+    from engine.llm.detect import display_name, lm_recipe_name, read_lm_config
+
+    if path.is_file() and path.suffix.lower() == ".gguf":
+        return ModelEntry(str(path.resolve()), path.stem, "gguf", "gguf", "language")
+    cfg = read_lm_config(path) if path.is_dir() else None
+    if cfg is None:
+        return None
+    return ModelEntry(
+        str(path.resolve()), display_name(path), lm_recipe_name(cfg), str(cfg.get("model_type")), "language"
+    )
 
 
 class AppState(QObject):
@@ -58,9 +76,10 @@ class AppState(QObject):
 
     def scan(self) -> None:
         """The default model plus every bundle saved under the user's models folder."""
-        entry = read_entry(paths.DEFAULT_MODEL_DIR)
-        if entry:
-            self._entries[entry.path] = entry
+        for default in (paths.DEFAULT_MODEL_DIR, paths.DEFAULT_LM_DIR):
+            entry = read_entry(default)
+            if entry:
+                self._entries[entry.path] = entry
         for d in sorted(paths.variants_dir().iterdir()):
             if d.is_dir() and not d.name.startswith("."):
                 e = read_entry(d)
@@ -81,8 +100,9 @@ class AppState(QObject):
         self._cards.pop(path, None)
         self.models_changed.emit()
 
-    def entries(self) -> list[ModelEntry]:
-        return list(self._entries.values())
+    def entries(self, kind: str | None = None) -> list[ModelEntry]:
+        """Known models; ``kind`` ("image" or "language") keeps only that kind."""
+        return [e for e in self._entries.values() if kind is None or e.kind == kind]
 
     def entry(self, path: str) -> ModelEntry | None:
         return self._entries.get(path)

@@ -26,6 +26,7 @@ from engine.bench.harness import BenchmarkSettings, IterationSample
 from engine.jobs import BenchmarkJob, BenchmarkOutcome, EvaluateJob, EvaluateOutcome
 from engine.model_card import human_bytes
 from engine.workflows import DemoJob, DemoOutcome, DemoRow, VariantSample
+from gui import lm_support
 from gui.router import JobRouter
 from gui.state import AppState, settings
 from gui.widgets.live_plot import LivePlot
@@ -44,6 +45,10 @@ SESSION_COLUMNS = [
     Column("p90 ms", lambda r: r.get("latency_p90_ms"), fmt_float(3), True),
     Column("p99 ms", lambda r: r.get("latency_p99_ms"), fmt_float(3), True),
     Column("images/s", lambda r: r.get("throughput_ips"), fmt_float(1), True),
+    Column("perplexity", lambda r: r.get("perplexity"), fmt_float(3), True),
+    Column("prompt tok/s", lambda r: r.get("prompt_tps"), fmt_float(1), True),
+    Column("gen tok/s", lambda r: r.get("generation_tps"), fmt_float(1), True),
+    Column("first token ms", lambda r: r.get("ttft_ms"), fmt_float(1), True),
     Column("peak MLX mem", lambda r: r.get("peak_memory_bytes"), human_bytes, True),
     Column("size", lambda r: r.get("size_on_disk_bytes"), human_bytes, True),
     Column("bits/w", lambda r: r.get("bits_per_weight"), fmt_float(2), True),
@@ -190,6 +195,11 @@ class BenchmarkTab(QWidget):
         self.latency_plot.clear_series()
         self.memory_plot.clear_series()
         self.status.setText(f"Benchmarking {self._series} …")
+        if lm_support.is_language(self.state, path):
+            # Language models: one iteration = one generated token; runs = iterations / 10.
+            job = lm_support.benchmark_job(path, max(1, self.iters.value() // 10), min(1, self.warmup.value()))
+            self._submit(job, self._on_lm_benchmark, self._on_samples)
+            return
         self._submit(BenchmarkJob(path, self._settings()), self._on_benchmark, self._on_samples)
 
     @Slot()
@@ -198,13 +208,16 @@ class BenchmarkTab(QWidget):
         if not path:
             return
         self.status.setText("Evaluating …")
+        if lm_support.is_language(self.state, path):
+            self._submit(lm_support.perplexity_job(path), self._on_perplexity)
+            return
         self._submit(EvaluateJob(path, self.data.text().strip() or "default"), self._on_evaluate)
 
     @Slot()
     def start_demo(self) -> None:
         path = self.model.currentData() or "default"
         entry = self.state.entry(path)
-        if entry is not None and entry.quantized:
+        if entry is not None and (entry.quantized or entry.kind == "language"):
             path = str(paths.DEFAULT_MODEL_DIR.resolve())
         self.latency_plot.clear_series()
         self.memory_plot.clear_series()
@@ -233,6 +246,11 @@ class BenchmarkTab(QWidget):
                 name, sample = p.variant, p.sample
             elif isinstance(p, IterationSample):
                 name, sample = self._series, p
+            elif isinstance(p, lm_support.TokenTick):
+                lat.setdefault(f"{self._series} run {p.run + 1} (ms/token)", []).append(
+                    1000.0 / max(p.tokens_per_s, 1e-9)
+                )
+                continue
             elif isinstance(p, DemoRow):
                 self._merge_row(p.values["model_path"], p.values)
                 continue
@@ -260,6 +278,26 @@ class BenchmarkTab(QWidget):
         self.status.setText(
             f"{r.model_name}: p50 {s['latency_p50_ms']:.3f} ms, p99 {s['latency_p99_ms']:.3f} ms, "
             f"{s['throughput_ips']:.1f} images/s on {r.environment.get('device')}"
+        )
+        self.state.results_changed.emit()
+
+    def _on_lm_benchmark(self, o) -> None:
+        r = o.result
+        s = r.summary()
+        key = o.record.model_path if o.record else r.model_name
+        self._merge_row(key, {"variant": r.model_name, "recipe": r.recipe, **s})
+        self.status.setText(
+            f"{r.model_name}: prompt {s['prompt_tps']:.1f} tokens/s, generation {s['generation_tps']:.1f} tokens/s, "
+            f"first token {s['ttft_ms']:.1f} ms, peak {human_bytes(s['peak_memory_bytes'])} on {r.environment.get('device')}"
+        )
+        self.state.results_changed.emit()
+
+    def _on_perplexity(self, o) -> None:
+        r = o.results[0]
+        key = o.records[0].model_path if o.records else r.model_name
+        self._merge_row(key, {"variant": r.model_name, "recipe": r.recipe, "perplexity": r.perplexity})
+        self.status.setText(
+            f"{r.model_name} on {r.text}: perplexity {r.perplexity:.3f} ({r.tokens:,} tokens, windows of {r.context})"
         )
         self.state.results_changed.emit()
 

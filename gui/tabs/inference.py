@@ -21,6 +21,7 @@ from PySide6.QtWidgets import (
     QSpinBox,
     QTableWidget,
     QTableWidgetItem,
+    QTabWidget,
     QVBoxLayout,
     QWidget,
 )
@@ -32,6 +33,7 @@ from gui.router import JobRouter
 from gui.state import AppState, settings
 from gui.widgets.drop_zone import DropZone
 from gui.widgets.gradcam_view import GradCamPanel
+from gui.widgets.text_generation import TextGenerationWidget
 
 
 class TopKTable(QTableWidget):
@@ -125,12 +127,21 @@ class InferenceTab(QWidget):
         right.addWidget(self.gradcam)
         right.addWidget(self.message)
 
-        layout = QHBoxLayout(self)
+        self.image_page = QWidget()
+        layout = QHBoxLayout(self.image_page)
         lw = QWidget()
         lw.setLayout(left)
         lw.setMaximumWidth(320)
         layout.addWidget(lw)
         layout.addLayout(right, 1)
+        # Images and text (language models) are two modes of this tab.
+        self.text_generation = TextGenerationWidget(state, router)
+        self.modes = QTabWidget()
+        self.modes.addTab(self.image_page, "Images")
+        self.modes.addTab(self.text_generation, "Text (language models)")
+        outer = QVBoxLayout(self)
+        outer.setContentsMargins(0, 0, 0, 0)
+        outer.addWidget(self.modes)
 
         state.models_changed.connect(self._refresh_models)
 
@@ -140,9 +151,9 @@ class InferenceTab(QWidget):
         a, b = self.model_a.currentData(), self.model_b.currentData()
         for combo in (self.model_a, self.model_b):
             combo.clear()
-            for e in self.state.entries():
+            for e in self.state.entries("image"):
                 combo.addItem(e.display, e.path)
-        entries = self.state.entries()
+        entries = self.state.entries("image")
         floats = [e for e in entries if not e.quantized]
         quants = [e for e in entries if e.quantized]
         self._select(self.model_a, a or (floats[0].path if floats else None))
@@ -162,6 +173,7 @@ class InferenceTab(QWidget):
     def set_variant(self, path: str) -> None:
         """Show a new quantized variant in the right-hand column."""
         self._select(self.model_b, path)
+        self.text_generation.set_variant(path)
 
     # -- images ----------------------------------------------------------------------
     @Slot()

@@ -24,6 +24,7 @@ from engine.data.presets import describe
 from engine.jobs import LoadModelJob
 from engine.model_card import ModelCard, human_bytes, human_count
 from engine.paths import DEFAULT_MODEL_DIR
+from gui import lm_support
 from gui.router import JobRouter
 from gui.state import AppState, settings
 from gui.widgets.import_dialog import ImportDialog
@@ -67,7 +68,10 @@ class ModelsTab(QWidget):
         left = QVBoxLayout()
         left.addWidget(QLabel("Models"))
         left.addWidget(self.list)
-        for b in (open_btn, import_btn, self.edit_btn, self.remove_btn):
+        lm_btn = QPushButton("Open Language Model…")
+        lm_btn.setToolTip("A GGUF file (llama.cpp, LM Studio) or a Hugging Face id; mlx-lm folders open as bundles")
+        lm_btn.setMenu(lm_support.open_menu(self))
+        for b in (open_btn, lm_btn, import_btn, self.edit_btn, self.remove_btn):
             left.addWidget(b)
         left_w = QWidget()
         left_w.setLayout(left)
@@ -139,7 +143,8 @@ class ModelsTab(QWidget):
             self._show_card(card)
             return
         self.summary.setText(f"Loading {path} …")
-        self._job = self.router.submit(LoadModelJob(path), replace=self._job, on_result=self._on_card)
+        job = lm_support.load_job(path) if lm_support.is_language(self.state, path) else LoadModelJob(path)
+        self._job = self.router.submit(job, replace=self._job, on_result=self._on_card)
 
     def _on_card(self, card: ModelCard) -> None:
         self.state.set_card(card)
@@ -147,6 +152,11 @@ class ModelsTab(QWidget):
     @Slot(object)
     def _show_card(self, card: ModelCard) -> None:
         if card.path and str(Path(card.path).resolve()) != self.current_path():
+            return
+        if getattr(card, "kind", "") == "language":
+            self.summary.setText(lm_support.card_html(card))
+            self.layers.set_rows(list(card.layers))
+            self.table.resizeColumnsToContents()
             return
         size = human_bytes(card.size_on_disk)
         labels = ", ".join(card.labels[:12]) + (" …" if len(card.labels) > 12 else "")
@@ -184,7 +194,9 @@ class ModelsTab(QWidget):
         """Add a bundle directory to the list; False (and an error) if it is not one."""
         entry = self.state.add(path)
         if entry is None:
-            self.window().show_error("Not a model bundle", f"{path}: no readable config.json")
+            self.window().show_error(
+                "Not a model", f"{path}: neither a model bundle nor an mlx-lm folder (no readable config.json)"
+            )
             return False
         self.select(entry.path)
         return True

@@ -18,6 +18,7 @@ from PySide6.QtWidgets import (
 from engine.jobs import QuantizeJob, QuantizeOutcome
 from engine.model_card import human_bytes
 from engine.quant.recipes import builtin_names
+from gui import lm_support
 from gui.router import JobRouter
 from gui.state import AppState, settings
 from gui.tabs.models import LAYER_COLUMNS
@@ -59,6 +60,7 @@ class QuantizeTab(QWidget):
         self.source = QComboBox()
         self.recipe = QComboBox()
         self.recipe.addItems(builtin_names()[1:])  # fp32 is the source itself
+        self.recipe.addItems(lm_support.mixed_recipes())
         self.recipe.setCurrentText(str(s.value("quantize/recipe", "int8")))
         self.group_size = QComboBox()
         self.group_size.addItems(["32", "64", "128"])
@@ -125,7 +127,8 @@ class QuantizeTab(QWidget):
     @Slot(str)
     def _recipe_changed(self, name: str) -> None:
         self.group_size.setEnabled(name.startswith("int"))
-        self.help.setText(RECIPE_HELP.get(name, "group-wise affine weights (convolutions included)"))
+        default = "group-wise affine weights (convolutions included)"
+        self.help.setText(RECIPE_HELP.get(name) or lm_support.LM_RECIPE_HELP.get(name, default))
 
     def set_source(self, path: str) -> None:
         i = self.source.findData(path)
@@ -143,11 +146,16 @@ class QuantizeTab(QWidget):
         s = settings()
         s.setValue("quantize/recipe", recipe)
         s.setValue("quantize/group_size", self.group_size.currentText())
+        if lm_support.is_language(self.state, path):
+            job = lm_support.quantize_job(path, recipe, gs if recipe.startswith("int") else None)
+        elif recipe in lm_support.mixed_recipes():
+            self.window().show_error("Quantize", f"{recipe} is a recipe for language models")
+            return
+        else:
+            job = QuantizeJob(path, recipe, None, gs)
         self.run_btn.setEnabled(False)
         self.cancel_btn.setEnabled(True)
-        self._job = self.router.submit(
-            QuantizeJob(path, recipe, None, gs), replace=self._job, on_result=self._on_result, on_done=self._on_done
-        )
+        self._job = self.router.submit(job, replace=self._job, on_result=self._on_result, on_done=self._on_done)
 
     @Slot()
     def cancel(self) -> None:

@@ -41,6 +41,8 @@ RUN_COLUMNS = [
     Column("p50 ms", lambda r: r.metrics.get("latency_p50_ms"), fmt_float(3), True),
     Column("p99 ms", lambda r: r.metrics.get("latency_p99_ms"), fmt_float(3), True),
     Column("images/s", lambda r: r.metrics.get("throughput_ips"), fmt_float(1), True),
+    Column("perplexity", lambda r: r.metrics.get("perplexity"), fmt_float(3), True),
+    Column("gen tok/s", lambda r: r.metrics.get("generation_tps"), fmt_float(1), True),
     Column("size", lambda r: r.metrics.get("size_on_disk_bytes"), human_bytes, True),
     Column("bits/w", lambda r: r.metrics.get("bits_per_weight"), fmt_float(2), True),
     Column("device", lambda r: r.environment.get("device")),
