@@ -123,7 +123,16 @@ def build_parser() -> argparse.ArgumentParser:
 
 # Feature modules that add subcommands: each has register(subparsers) -> {name: handler}.
 # Handlers take the parsed args and return an exit code; they raise UserError for bad input.
+# A module that adds options to a shared command uses add_shared_option, so two feature
+# modules may both need the same option (e.g. evaluate --compare) without a clash.
 EXTENSIONS: list[str] = ["engine.evaluate.cli", "engine.llm.cli"]
+
+
+def add_shared_option(parser: argparse.ArgumentParser, *flags: str, **kwargs) -> None:
+    """Add an option to a command unless another feature module already added it."""
+    if any(f in parser._option_string_actions for f in flags):
+        return
+    parser.add_argument(*flags, **kwargs)
 
 
 def _context(args):

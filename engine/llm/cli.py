@@ -26,16 +26,22 @@ def _positive_int(text: str) -> int:
 
 def register(sub) -> dict:
     """Add language-model options to the shared commands and the new commands; returns handlers."""
+    from engine.cli import add_shared_option
+
     ev = sub.choices["evaluate"]
-    ev.add_argument("--text", help="language models: a UTF-8 text file for perplexity (default: held-out Moby-Dick)")
-    ev.add_argument("--context", type=_positive_int, default=512, help="language models: window length in tokens")
-    ev.add_argument("--compare", action="append", default=[], metavar="M", help="language models: another variant")
-    ev.add_argument("--max-tokens", type=_positive_int, help="language models: use only the first N tokens")
+    add_shared_option(
+        ev, "--text", help="language models: a UTF-8 text file for perplexity (default: held-out Moby-Dick)"
+    )
+    add_shared_option(ev, "--context", type=_positive_int, default=512, help="language models: window length in tokens")
+    add_shared_option(
+        ev, "--compare", action="append", default=[], metavar="M", help="language models: another variant"
+    )
+    add_shared_option(ev, "--max-tokens", type=_positive_int, help="language models: use only the first N tokens")
 
     bm = sub.choices["benchmark"]
-    bm.add_argument("--prompt-tokens", type=_positive_int, default=128, help="language models: prompt length")
-    bm.add_argument("--gen-tokens", type=_positive_int, default=64, help="language models: tokens to generate")
-    bm.add_argument("--runs", type=_positive_int, default=3, help="language models: measured runs")
+    add_shared_option(bm, "--prompt-tokens", type=_positive_int, default=128, help="language models: prompt length")
+    add_shared_option(bm, "--gen-tokens", type=_positive_int, default=64, help="language models: tokens to generate")
+    add_shared_option(bm, "--runs", type=_positive_int, default=3, help="language models: measured runs")
 
     p = sub.add_parser("generate", help="stream text from a language model")
     p.add_argument("--model", required=True, help="default-lm, an mlx-lm folder, a .gguf file or a Hugging Face id")
@@ -69,7 +75,8 @@ def _run(job, args):
 def cmd_evaluate(args) -> int:
     from engine.llm.jobs import PerplexityJob
 
-    models = (args.model, *args.compare)
+    # --compare is shared with image evaluation: repeatable or comma-separated.
+    models = (args.model, *(m.strip() for c in args.compare for m in c.split(",") if m.strip()))
     o = _run(PerplexityJob(models, args.text, args.context, args.max_tokens), args)
     from engine.llm.perplexity import PerplexityComparison
 
