@@ -111,7 +111,7 @@ def build_parser() -> argparse.ArgumentParser:
 
 # Feature modules that add subcommands: each has register(subparsers) -> {name: handler}.
 # Handlers take the parsed args and return an exit code; they raise UserError for bad input.
-EXTENSIONS: list[str] = []
+EXTENSIONS: list[str] = ["engine.serve.cli"]
 
 
 def _context(args):

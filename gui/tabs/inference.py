@@ -31,6 +31,7 @@ from engine.jobs import PredictJob, PredictOutcome
 from gui.router import JobRouter
 from gui.state import AppState, settings
 from gui.widgets.drop_zone import DropZone
+from gui.widgets.serve_panel import ServePanel
 
 
 class TopKTable(QTableWidget):
@@ -81,6 +82,8 @@ class InferenceTab(QWidget):
         left.addWidget(open_btn)
         left.addWidget(QLabel("Sample images (double-click)"))
         left.addWidget(self.samples)
+        self.serve_panel = ServePanel(state)
+        left.addWidget(self.serve_panel)
 
         self.model_a = QComboBox()
         self.model_b = QComboBox()
