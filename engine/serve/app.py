@@ -258,7 +258,7 @@ def _content_text(content: str | list[s.TextPart]) -> str:
 
 
 def _sampling(body: s.ChatCompletionRequest | s.CompletionRequest, settings: ServeSettings) -> SamplingParams:
-    max_tokens = body.max_tokens or settings.default_max_tokens
+    max_tokens = body.max_tokens or min(settings.default_max_tokens, settings.max_tokens_limit)
     if max_tokens > settings.max_tokens_limit:
         raise ServiceError(400, f"max_tokens is {max_tokens}; this service allows at most {settings.max_tokens_limit}")
     stop = (body.stop,) if isinstance(body.stop, str) else tuple(body.stop or ())

@@ -41,7 +41,6 @@ def cmd_serve(args) -> int:
         batch_window_ms=args.batch_window_ms,
         max_batch=args.max_batch,
         max_tokens_limit=args.max_tokens_limit,
-        default_max_tokens=min(256, args.max_tokens_limit),
     )
 
     def on_status(status) -> None:

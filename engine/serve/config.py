@@ -2,14 +2,18 @@
 
 from __future__ import annotations
 
-import importlib
+import importlib.util
 import ipaddress
 from dataclasses import dataclass
 
 from engine.errors import UserError
 
-# What `pip install "mlx-quant-studio[serve]"` brings; module name -> distribution name.
-SERVE_MODULES = {"fastapi": "fastapi", "uvicorn": "uvicorn", "multipart": "python-multipart"}
+# What `pip install "mlx-quant-studio[serve]"` brings: distribution -> the module names it may provide.
+SERVE_MODULES = {
+    "fastapi": ("fastapi",),
+    "uvicorn": ("uvicorn",),
+    "python-multipart": ("python_multipart", "multipart"),
+}
 INSTALL_HINT = 'pip install "mlx-quant-studio[serve]"'
 LOOPBACK_NAMES = {"localhost", "localhost.localdomain", "ip6-localhost"}
 
@@ -28,7 +32,7 @@ class ServeSettings:
             to batch with the first one (0: batch only what is already queued).
         max_batch: the largest classifier batch.
         max_tokens_limit: the most tokens one completion may ask for.
-        default_max_tokens: max_tokens when a completion request gives none.
+        default_max_tokens: max_tokens when a completion request gives none (capped by the limit).
     """
 
     model: str = "default"
@@ -50,8 +54,8 @@ class ServeSettings:
             raise UserError("the queue and batch limits must be at least 1")
         if self.batch_window_ms < 0:
             raise UserError(f"the batch window must be 0 ms or more, not {self.batch_window_ms}")
-        if not (1 <= self.default_max_tokens <= self.max_tokens_limit):
-            raise UserError("the default max_tokens must be between 1 and the max_tokens limit")
+        if self.default_max_tokens < 1 or self.max_tokens_limit < 1:
+            raise UserError("max_tokens limits must be at least 1")
 
 
 def is_loopback(host: str) -> bool:
@@ -76,13 +80,15 @@ def exposure_warning(host: str) -> str | None:
 
 def missing_serve_modules() -> list[str]:
     """Distribution names of the 'serve' extra that cannot be imported."""
-    missing = []
-    for module, dist in SERVE_MODULES.items():
-        try:
-            importlib.import_module(module)
-        except ImportError:
-            missing.append(dist)
-    return missing
+    return [dist for dist, modules in SERVE_MODULES.items() if not any(_importable(m) for m in modules)]
+
+
+def _importable(module: str) -> bool:
+    """Whether ``module`` is installed, without importing it (the GUI asks this at start-up)."""
+    try:
+        return importlib.util.find_spec(module) is not None
+    except (ImportError, ValueError):
+        return False
 
 
 def require_serve_modules() -> None:

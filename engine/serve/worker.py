@@ -194,7 +194,8 @@ class InferenceWorker:
                 return
             while True:
                 task = self._next()
-                if task is _STOP:
+                if task is _STOP or self._stopping.is_set():
+                    self._pushback = task  # fails with the rest of the queue: stopping is prompt
                     break
                 self._current = task
                 try:
