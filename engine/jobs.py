@@ -141,6 +141,12 @@ class Prediction:
     probability: float
 
 
+def top_predictions(probs: np.ndarray, labels: list[str], k: int) -> tuple[Prediction, ...]:
+    """The k most probable classes of one probability row, best first (ties keep class order)."""
+    order = np.argsort(-probs, kind="stable")[: min(k, probs.shape[0])]
+    return tuple(Prediction(int(i), labels[i], float(probs[i])) for i in order)
+
+
 @dataclass(frozen=True)
 class PredictOutcome:
     """predictions[i][j]: top-k of input i under model j; logits[j] is (N, C) float32."""
@@ -375,11 +381,7 @@ class PredictJob:
             x = self._inputs(bundle)
             logits = bundle.predict_logits(x)
             probs = softmax(logits.astype(np.float64))
-            k = min(self.top_k, probs.shape[1])
-            preds = []
-            for row in probs:
-                order = np.argsort(-row, kind="stable")[:k]
-                preds.append(tuple(Prediction(int(i), bundle.labels[i], float(row[i])) for i in order))
+            preds = [top_predictions(row, bundle.labels, self.top_k) for row in probs]
             all_logits.append(logits.astype(np.float32))
             all_preds.append(preds)
             ctx.progress((j + 1) / len(bundles), f"predicted with {bundle.name}")

@@ -282,6 +282,7 @@ class MainWindow(QMainWindow):
         s.sync()
         for plot in (self.benchmark_tab.latency_plot, self.benchmark_tab.memory_plot):
             plot.stop()
+        self.inference_tab.serve_panel.shutdown()
         self.engine.shutdown()
         super().closeEvent(event)
 

@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
+import io
 import warnings
 from pathlib import Path
+from typing import BinaryIO
 
 import numpy as np
 from PIL import Image, ImageOps, UnidentifiedImageError
@@ -53,24 +55,43 @@ def load_image(path: str | Path) -> Image.Image:
     """
     path = Path(path)
     _check_file(path)
+    return _decode(path, path)
+
+
+def decode_image_bytes(data: bytes, name: str = "image") -> Image.Image:
+    """Decode an image held in memory (an upload) with the same checks as load_image.
+
+    Args:
+        data: the encoded file (PNG, JPEG, ...).
+        name: what to call it in error messages (e.g. the uploaded file's name).
+
+    Raises:
+        UserError: empty, not an image, truncated/corrupt, or too large.
+    """
+    if not data:
+        raise UserError("empty upload, not an image", name)
+    return _decode(io.BytesIO(data), name)
+
+
+def _decode(source: Path | BinaryIO, where: str | Path) -> Image.Image:
     try:
         with warnings.catch_warnings():
             warnings.simplefilter("error", Image.DecompressionBombWarning)
-            with Image.open(path) as img:
+            with Image.open(source) as img:
                 w, h = img.size
                 if w * h > MAX_PIXELS:
-                    raise UserError(f"image is {w}x{h} pixels, over the {MAX_PIXELS:,}-pixel limit", path)
+                    raise UserError(f"image is {w}x{h} pixels, over the {MAX_PIXELS:,}-pixel limit", where)
                 img.load()
                 img = ImageOps.exif_transpose(img)
                 return _to_8bit_rgb_or_l(img)
     except UserError:
         raise
     except UnidentifiedImageError:
-        raise UserError("not an image file PIL can read", path) from None
+        raise UserError("not an image file PIL can read", where) from None
     except (Image.DecompressionBombError, Image.DecompressionBombWarning):
-        raise UserError("image dimensions are implausibly large (decompression bomb guard)", path) from None
+        raise UserError("image dimensions are implausibly large (decompression bomb guard)", where) from None
     except (OSError, SyntaxError, ValueError) as exc:
-        raise UserError(f"image is truncated or corrupt ({exc})", path) from None
+        raise UserError(f"image is truncated or corrupt ({exc})", where) from None
 
 
 def check_image(path: str | Path) -> str | None:

@@ -34,6 +34,7 @@ from gui.state import AppState, settings
 from gui.widgets.drop_zone import DropZone
 from gui.widgets.gradcam_view import GradCamPanel
 from gui.widgets.text_generation import TextGenerationWidget
+from gui.widgets.serve_panel import ServePanel
 
 
 class TopKTable(QTableWidget):
@@ -85,6 +86,8 @@ class InferenceTab(QWidget):
         left.addWidget(open_btn)
         left.addWidget(QLabel("Sample images (double-click)"))
         left.addWidget(self.samples)
+        self.serve_panel = ServePanel(state)
+        left.addWidget(self.serve_panel)
 
         self.model_a = QComboBox()
         self.model_b = QComboBox()

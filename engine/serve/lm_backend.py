@@ -1,0 +1,106 @@
+"""Language models for the service, through mlx-lm.
+
+This is the one file that knows mlx-lm: it loads a model folder or hub id, turns
+chat messages or a prompt into tokens, and generates token by token. Moving to
+``engine.llm`` means changing this file only.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable, Iterator
+from pathlib import Path
+
+from engine.errors import Cancelled, UserError
+from engine.serve.backends import LANGUAGE_MODEL, ModelInfo
+from engine.serve.generation import GenerationPiece, GenerationRequest, SamplingParams
+
+
+class LanguageBackend:
+    def __init__(self, spec: str):
+        import mlx_lm
+
+        path = Path(spec).expanduser()
+        try:
+            self.model, self.tokenizer = mlx_lm.load(str(path) if path.exists() else spec)
+        except (FileNotFoundError, ValueError, OSError) as exc:
+            first = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
+            raise UserError(f"cannot load the language model ({first})", spec) from None
+        local = path.exists()
+        created = int((path / "config.json").stat().st_mtime) if local else int(time.time())
+        self.info = ModelInfo(
+            id=path.resolve().name if local else spec,
+            kind=LANGUAGE_MODEL,
+            path=str(path.resolve()) if local else spec,
+            recipe=_recipe_name(path) if local else "unknown",
+            created=created,
+        )
+
+    # -- prompts -----------------------------------------------------------------------
+    def prompt_tokens(self, request: GenerationRequest) -> list[int]:
+        """The request as token ids: the chat template for messages, plain encoding for a prompt."""
+        tok = self.tokenizer
+        if not request.is_chat:
+            if isinstance(request.prompt, tuple):
+                bad = [t for t in request.prompt if not (0 <= t < tok.vocab_size)]
+                if bad:
+                    raise UserError(f"prompt token ids outside the vocabulary (0..{tok.vocab_size - 1}): {bad[:5]}")
+                return list(request.prompt)
+            return tok.encode(request.prompt)
+        messages = [{"role": role, "content": content} for role, content in request.messages]
+        if tok.has_chat_template:
+            try:
+                return list(tok.apply_chat_template(messages, add_generation_prompt=True, tokenize=True))
+            except Exception as exc:  # jinja templates raise their own errors for unsupported roles
+                raise UserError(f"the model's chat template rejects these messages ({exc})") from None
+        return tok.encode(plain_chat_prompt(request.messages))
+
+    # -- generation --------------------------------------------------------------------
+    def generate(
+        self, tokens: list[int], params: SamplingParams, should_stop: Callable[[], bool]
+    ) -> Iterator[GenerationPiece]:
+        """Yield text piece by piece; the last piece carries the finish reason ("stop" or "length").
+
+        Raises:
+            Cancelled: should_stop() turned true between tokens.
+        """
+        import mlx.core as mx
+        from mlx_lm.generate import stream_generate
+        from mlx_lm.sample_utils import make_sampler
+
+        if params.seed is not None:
+            mx.random.seed(params.seed)
+        sampler = make_sampler(params.temperature, top_p=params.top_p, min_p=params.min_p, top_k=params.top_k)
+        for response in stream_generate(
+            self.model, self.tokenizer, mx.array(tokens), max_tokens=params.max_tokens, sampler=sampler
+        ):
+            if should_stop():
+                raise Cancelled()
+            yield GenerationPiece(response.text, response.finish_reason)
+
+    def close(self) -> None:
+        self.model = None
+        self.tokenizer = None
+
+
+def plain_chat_prompt(messages: tuple[tuple[str, str], ...]) -> str:
+    """A role-prefixed transcript for tokenizers without a chat template (as mlx_lm.server does)."""
+    lines = [f"{role.upper()}: {content}" for role, content in messages]
+    return "\n".join(lines) + "\nASSISTANT:"
+
+
+def _recipe_name(path: Path) -> str:
+    """'float', or 'int4' / 'mxfp4' ... from the quantization an mlx-lm folder records."""
+    import json
+
+    try:
+        cfg = json.loads((path / "config.json").read_text(encoding="utf-8"))
+    except (OSError, ValueError):
+        return "unknown"
+    quant = cfg.get("quantization") or cfg.get("quantization_config")
+    if not isinstance(quant, dict):
+        return "float"
+    bits, mode = quant.get("bits"), quant.get("mode", "affine")
+    if not bits:
+        return "quantized"
+    return f"int{bits}" if mode == "affine" else str(mode)
