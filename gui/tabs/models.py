@@ -239,9 +239,15 @@ class ModelsTab(QWidget):
 
     @Slot()
     def import_checkpoint(self) -> None:
+        self.import_file("")
+
+    def import_file(self, weights: str) -> None:
+        """The import dialog with ``weights`` filled in (a file opened from Finder or the command line)."""
         from engine import paths
 
         dialog = ImportDialog(self)
+        if weights:
+            dialog.weights.setText(weights)
         if dialog.exec() != QDialog.DialogCode.Accepted:
             return
         if not dialog.weights.text().strip():
