@@ -6,11 +6,12 @@ import os
 import sys
 
 from PySide6.QtCore import QByteArray, Qt, QTimer, Slot
-from PySide6.QtGui import QAction, QKeySequence
+from PySide6.QtGui import QAction, QActionGroup, QIcon, QKeySequence, QPixmap
 from PySide6.QtWidgets import (
     QApplication,
     QLabel,
     QMainWindow,
+    QMenu,
     QMessageBox,
     QProgressBar,
     QPushButton,
@@ -21,6 +22,7 @@ import engine
 from engine import paths
 from engine.results import ResultsStore
 from gui.engine_thread import Engine
+from gui.file_open import FileOpener, StudioApplication
 from gui.router import JobRouter
 from gui.state import AppState, settings
 from gui.tabs.benchmark import BenchmarkTab
@@ -29,8 +31,17 @@ from gui.tabs.inference import InferenceTab
 from gui.tabs.models import ModelsTab
 from gui.tabs.quantize import QuantizeTab
 from gui.tabs.results import ResultsTab
+from gui.theme import DARK, LIGHT, PREFERENCES, SYSTEM, ThemeController
 
 APP_TITLE = "MLX Quant Studio"
+ICON_PATH = paths.RESOURCES / "icon.png"
+# Tab buttons named differently from the menu command they share a shortcut with.
+BUTTON_ACTIONS = {
+    "Open Bundle…": "Open Model Bundle…",
+    "Run Benchmark": "Benchmark",
+    "Run Demo Workflow": "Demo Workflow",
+    "Export Summary CSV…": "Export Results CSV…",
+}
 
 
 class MainWindow(QMainWindow):
@@ -82,6 +93,16 @@ class MainWindow(QMainWindow):
         self.state.scan()
         self.models_tab.select(str(paths.DEFAULT_MODEL_DIR.resolve()))
 
+        # Files from Finder / the Dock / the command line; appearance; shortcut hints.
+        self.file_opener = FileOpener(self)
+        app = QApplication.instance()
+        if isinstance(app, StudioApplication):
+            app.set_file_handler(self.open_paths)
+        self.theme = ThemeController(app, self)
+        self._build_view_menu()
+        self.theme.apply()
+        self._show_shortcuts_in_tooltips()
+
     # -- chrome ----------------------------------------------------------------------
     def _build_status_bar(self) -> None:
         bar = self.statusBar()
@@ -105,6 +126,57 @@ class MainWindow(QMainWindow):
         act.triggered.connect(slot)
         menu.addAction(act)
         return act
+
+    def _build_view_menu(self) -> None:
+        """Tabs on Ctrl+1…N (⌘1… on macOS) and the appearance: follow the system, light or dark."""
+        mb = self.menuBar()
+        v = QMenu("&View", self)
+        help_menu = next((a for a in mb.actions() if a.text() == "&Help"), None)
+        if help_menu:  # Help stays the last menu, as in every Mac app
+            mb.insertMenu(help_menu, v)
+        else:
+            mb.addMenu(v)
+        for i in range(self.tabs.count()):
+            widget = self.tabs.widget(i)
+            self._action(
+                v,
+                f"{self.tabs.tabText(i)} Tab",
+                f"Ctrl+{i + 1}" if i < 9 else None,
+                lambda _=False, w=widget: self.tabs.setCurrentWidget(w),
+            )
+        v.addSeparator()
+        appearance = v.addMenu("Appearance")
+        group = QActionGroup(self)
+        names = {SYSTEM: "Follow System", LIGHT: "Light", DARK: "Dark"}
+        self.appearance_actions = {}
+        for pref in PREFERENCES:
+            act = QAction(names[pref], self, checkable=True)
+            act.setChecked(self.theme.preference() == pref)
+            act.triggered.connect(lambda _=False, p=pref: self.theme.set_preference(p))
+            group.addAction(act)
+            appearance.addAction(act)
+            self.appearance_actions[pref] = act
+        # Cmd+. cancels on macOS, as Esc does everywhere.
+        self.cancel_action.setShortcuts([QKeySequence(Qt.Key.Key_Escape), QKeySequence("Ctrl+.")])
+
+    def _show_shortcuts_in_tooltips(self) -> None:
+        """Menu commands and the tab buttons that do the same thing name their shortcut (⌘O on macOS)."""
+        actions = {}
+        for act in self.findChildren(QAction):
+            if act.shortcut().isEmpty() or not act.text():
+                continue
+            keys = act.shortcut().toString(QKeySequence.SequenceFormat.NativeText)
+            act.setToolTip(f"{act.text().replace('&', '')} ({keys})")
+            actions.setdefault(act.text().replace("&", ""), keys)
+        for button in self.findChildren(QPushButton):
+            text = button.text().replace("&", "")
+            keys = actions.get(BUTTON_ACTIONS.get(text, text))
+            if not keys:
+                continue
+            tip = button.toolTip() or text
+            if tip.endswith(")") and " (" in tip:  # replace a hard-coded "(Ctrl+…)" with the native text
+                tip = tip[: tip.rindex(" (")]
+            button.setToolTip(f"{tip} ({keys})")
 
     def _build_menus(self) -> None:
         mb = self.menuBar()
@@ -148,6 +220,10 @@ class MainWindow(QMainWindow):
         self.inference_tab.set_variant(path)
         self.evaluation_tab.select_variant(path)
         self.benchmark_tab.set_model(path)
+
+    def open_paths(self, paths: list[str]) -> None:
+        """Open files from Finder, the Dock or the command line: images predict, models open or import."""
+        self.file_opener.open(paths)
 
     def _open_image(self) -> None:
         self.tabs.setCurrentWidget(self.inference_tab)
@@ -233,17 +309,30 @@ class MainWindow(QMainWindow):
     def _error_closed(self) -> None:
         self._error_box = None
 
-    def about(self) -> None:
-        import mlx.core as mx  # version string only; no arrays on the UI thread
-        import PySide6
-
-        QMessageBox.about(
-            self,
-            "About MLX Quant Studio",
-            f"<b>MLX Quant Studio</b> {engine.__version__}<br>MLX {mx.__version__} · PySide6 {PySide6.__version__}"
-            f" · Python {sys.version.split()[0]}<br><br>How small and fast can this model get, and what does it "
-            "cost in accuracy?",
+    def about(self) -> QMessageBox:
+        """Versions of the app, MLX and the stack under it, with a button that copies them for bug reports."""
+        info = about_info()
+        rows = "".join(f"<tr><td>{k}</td><td>&nbsp;{v}</td></tr>" for k, v in info.items() if k != "App")
+        box = QMessageBox(self)
+        box.setWindowTitle("About MLX Quant Studio")
+        box.setAttribute(Qt.WidgetAttribute.WA_DeleteOnClose)
+        icon = QPixmap(str(ICON_PATH))
+        if not icon.isNull():
+            box.setIconPixmap(
+                icon.scaled(96, 96, Qt.AspectRatioMode.KeepAspectRatio, Qt.TransformationMode.SmoothTransformation)
+            )
+        box.setText(
+            f"<h3>MLX Quant Studio {engine.__version__}</h3>"
+            "How small and fast can this model get on my Mac, and what does it cost in accuracy?"
         )
+        box.setInformativeText(f"<table>{rows}</table>")
+        box.setTextInteractionFlags(Qt.TextInteractionFlag.TextSelectableByMouse)
+        copy = box.addButton("Copy Versions", QMessageBox.ButtonRole.ActionRole)
+        text = "\n".join(f"{k}: {v}" for k, v in info.items())
+        copy.clicked.connect(lambda: QApplication.clipboard().setText(text))
+        box.addButton(QMessageBox.StandardButton.Ok)
+        box.open()
+        return box
 
     # -- dropped checkpoint files ----------------------------------------------------
     @staticmethod
@@ -280,6 +369,9 @@ class MainWindow(QMainWindow):
         s.setValue("window/geometry", self.saveGeometry())
         s.setValue("window/tab", self.tabs.currentIndex())
         s.sync()
+        app = QApplication.instance()
+        if isinstance(app, StudioApplication) and app.file_handler() == self.open_paths:
+            app.set_file_handler(None)
         for plot in (self.benchmark_tab.latency_plot, self.benchmark_tab.memory_plot):
             plot.stop()
         self.inference_tab.serve_panel.shutdown()
@@ -287,12 +379,57 @@ class MainWindow(QMainWindow):
         super().closeEvent(event)
 
 
+def about_info() -> dict[str, str]:
+    """Name -> version or place, for the About box and bug reports. Reads no MLX arrays."""
+    import platform
+    from importlib import metadata
+
+    import mlx.core as mx  # version and default device only
+    import numpy
+    import pyqtgraph
+    import PySide6
+    from PySide6.QtCore import qVersion
+
+    def dist_version(name: str) -> str:
+        try:
+            return metadata.version(name)
+        except metadata.PackageNotFoundError:
+            return "not installed"
+
+    device = mx.default_device()
+    system = (
+        f"macOS {platform.mac_ver()[0]}" if sys.platform == "darwin" else f"{platform.system()} {platform.release()}"
+    )
+    return {
+        "App": engine.__version__,
+        "MLX": f"{mx.__version__} ({getattr(device.type, 'name', device)})",
+        "mlx-lm": dist_version("mlx-lm"),
+        "Qt": f"{qVersion()} (PySide6 {PySide6.__version__})",
+        "pyqtgraph": pyqtgraph.__version__,
+        "NumPy": numpy.__version__,
+        "Python": platform.python_version(),
+        "System": f"{system} {platform.machine()}",
+        "Build": "app bundle (PyInstaller)" if getattr(sys, "frozen", False) else "from source",
+        "Data folder": str(paths.user_data_dir()),
+    }
+
+
 def run(argv: list[str]) -> int:
-    app = QApplication.instance() or QApplication([sys.argv[0], *argv])
+    app = QApplication.instance() or StudioApplication([sys.argv[0], *argv])
     app.setApplicationName(APP_TITLE)
     app.setOrganizationName("MLXQuantStudio")
+    if ICON_PATH.exists():
+        app.setWindowIcon(QIcon(str(ICON_PATH)))
+    if "--selftest" in argv:
+        from gui.selftest import run_selftest
+
+        return run_selftest(app, argv)
     window = MainWindow()
     window.show()
+    # Files named on the command line open like files from Finder (macOS adds -psn_… when launched there).
+    files = [a for a in argv if not a.startswith("-")]
+    if files:
+        window.open_paths(files)
     # Smoke tests and screenshots close the app after a delay.
     quit_after = os.environ.get("MQS_AUTOQUIT_MS")
     if quit_after:

@@ -28,3 +28,11 @@ def default_bundle_path() -> Path:
     from engine.paths import DEFAULT_MODEL_DIR
 
     return DEFAULT_MODEL_DIR
+
+
+@pytest.fixture(scope="session")
+def qapp_cls():
+    """pytest-qt builds the app's own QApplication subclass (it handles Finder's file-open events)."""
+    from gui.file_open import StudioApplication
+
+    return StudioApplication

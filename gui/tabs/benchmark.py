@@ -158,9 +158,12 @@ class BenchmarkTab(QWidget):
 
     @Slot()
     def _browse_data(self) -> None:
-        path = QFileDialog.getExistingDirectory(self, "Dataset folder (one subfolder per class)", str(Path.home()))
+        s = settings()
+        start = str(s.value("folders/datasets", str(Path.home())))
+        path = QFileDialog.getExistingDirectory(self, "Dataset folder (one subfolder per class)", start)
         if path:
             self.data.setText(path)
+            s.setValue("folders/datasets", str(Path(path).parent))
 
     # -- running ---------------------------------------------------------------------
     def _remember(self) -> None:

@@ -201,12 +201,16 @@ class ModelsTab(QWidget):
         self.select(entry.path)
         return True
 
+    def import_file(self, weights: str) -> None:
+        """The import dialog with ``weights`` filled in (a file opened from Finder or the command line)."""
+        self.import_checkpoint(weights)
+
     @Slot()
     def import_checkpoint(self, path: str | None = None) -> None:
         """Ask for the import settings (the file prefilled when given), then import on the engine thread."""
         from engine import paths
 
-        dialog = ImportDialog(self, path if isinstance(path, str) else None)
+        dialog = ImportDialog(self, path if isinstance(path, str) and path else None)
         if dialog.exec() != QDialog.DialogCode.Accepted:
             return
         self.router.submit(dialog.job(paths.variants_dir()), on_result=self._on_imported)
