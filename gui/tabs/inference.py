@@ -18,7 +18,9 @@ from PySide6.QtWidgets import (
     QListWidget,
     QListWidgetItem,
     QPushButton,
+    QScrollArea,
     QSpinBox,
+    QSplitter,
     QTableWidget,
     QTableWidgetItem,
     QTabWidget,
@@ -33,8 +35,8 @@ from gui.router import JobRouter
 from gui.state import AppState, settings
 from gui.widgets.drop_zone import DropZone
 from gui.widgets.gradcam_view import GradCamPanel
-from gui.widgets.text_generation import TextGenerationWidget
 from gui.widgets.serve_panel import ServePanel
+from gui.widgets.text_generation import TextGenerationWidget
 
 
 class TopKTable(QTableWidget):
@@ -86,8 +88,6 @@ class InferenceTab(QWidget):
         left.addWidget(open_btn)
         left.addWidget(QLabel("Sample images (double-click)"))
         left.addWidget(self.samples)
-        self.serve_panel = ServePanel(state)
-        left.addWidget(self.serve_panel)
 
         self.model_a = QComboBox()
         self.model_b = QComboBox()
@@ -122,12 +122,25 @@ class InferenceTab(QWidget):
         top.addWidget(self.preview)
         top.addWidget(self.images, 1)
 
-        right = QVBoxLayout()
-        right.addLayout(form)
-        right.addLayout(top)
-        right.addLayout(grid, 1)
+        predictions = QWidget()
+        pl = QVBoxLayout(predictions)
+        pl.setContentsMargins(0, 0, 0, 0)
+        pl.addLayout(form)
+        pl.addLayout(top)
+        pl.addLayout(grid, 1)
         self.gradcam = GradCamPanel(router)
-        right.addWidget(self.gradcam)
+        # Top-k above, Grad-CAM below; the user decides how much room each gets.
+        split = QSplitter(Qt.Orientation.Vertical)
+        split.addWidget(predictions)
+        # Scrolled so the panel's own minimum does not set the window's minimum height.
+        cam_scroll = QScrollArea()
+        cam_scroll.setWidget(self.gradcam)
+        cam_scroll.setWidgetResizable(True)
+        cam_scroll.setFrameShape(QScrollArea.Shape.NoFrame)
+        split.addWidget(cam_scroll)
+        split.setChildrenCollapsible(False)
+        right = QVBoxLayout()
+        right.addWidget(split, 1)
         right.addWidget(self.message)
 
         self.image_page = QWidget()
@@ -142,6 +155,13 @@ class InferenceTab(QWidget):
         self.modes = QTabWidget()
         self.modes.addTab(self.image_page, "Images")
         self.modes.addTab(self.text_generation, "Text (language models)")
+        # Serving covers both kinds of model, so it is a mode of its own.
+        self.serve_panel = ServePanel(state)
+        serve_page = QWidget()
+        sl = QVBoxLayout(serve_page)
+        sl.addWidget(self.serve_panel)
+        sl.addStretch(1)
+        self.modes.addTab(serve_page, "Serve over HTTP")
         outer = QVBoxLayout(self)
         outer.setContentsMargins(0, 0, 0, 0)
         outer.addWidget(self.modes)

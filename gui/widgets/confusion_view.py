@@ -125,6 +125,7 @@ class ConfusionView(QWidget):
             "Difference: <span style='color:#b2182b'>red</span> = more images in the variant's cell, "
             "<span style='color:#2166ac'>blue</span> = fewer (a blue diagonal cell is a lost correct prediction)."
         )
+        self.legend.setWordWrap(True)
         self.matrices = QWidget()
         grid = QGridLayout(self.matrices)
         grid.setContentsMargins(0, 0, 0, 0)
