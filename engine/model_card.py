@@ -8,6 +8,7 @@ import mlx.core as mx
 import mlx.nn as nn
 
 from engine.bundle import ModelBundle
+from engine.quant.apply import stored_nbytes
 from engine.quant.formats import LayerSpec
 from engine.quant.layers import QuantizedConv2d, QuantizedDepthwiseConv2d
 
@@ -90,7 +91,7 @@ def model_card(bundle: ModelBundle) -> ModelCard:
         quantized = hasattr(module, "bits") and hasattr(module, "mode")
         other = sum(v.size for k, v in arrays.items() if k not in ("weight", "scales", "biases")) if quantized else 0
         params = weight_count + other if quantized else sum(v.size for v in arrays.values())
-        nbytes = sum(v.nbytes for v in arrays.values())
+        nbytes = sum(stored_nbytes(bundle.quantization, f"{name}.{k}", v) for k, v in arrays.items())
         all_dtypes.update(str(v.dtype).replace("mlx.core.", "") for v in arrays.values())
         rows.append(LayerRow(name, type(module).__name__, shape, _layer_format(module, arrays), params, nbytes))
     h, w = bundle.preprocessing.input_size
