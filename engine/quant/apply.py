@@ -2,7 +2,7 @@
 
 The config ``quantize_model`` returns (stored in the bundle's config.json) is
 the whole truth about the stored model: every quantizable layer's format,
-group size and layout axis, the BatchNorms folded into convolutions, the
+and group size, the BatchNorms folded into convolutions, the
 dtype the affine scales are stored in. ``apply_quant_config`` rebuilds the
 same structure from it alone, so a bundle reloads exactly.
 """
@@ -14,12 +14,12 @@ from dataclasses import dataclass
 
 import mlx.core as mx
 import mlx.nn as nn
-from mlx.utils import tree_flatten, tree_map_with_path
+from mlx.utils import tree_flatten
 
 from engine.errors import Cancelled
 from engine.quant.fold import fold_batchnorm, folded_pairs, install_folds
 from engine.quant.formats import FLOAT_DTYPES, LayerSpec, float_spec
-from engine.quant.hooks import example_input, trace_calls
+from engine.quant.hooks import example_input, replace_modules, trace_calls
 from engine.quant.layers import QUANTIZED_TYPES, QuantizedConv2d, QuantizedDepthwiseConv2d, round_scales
 from engine.quant.recipes import Recipe
 from engine.quant.sizing import FALLBACK_FLOAT, Layout, choose_layout
@@ -94,10 +94,7 @@ def quantize_layer(module: nn.Module, kind: str, spec: LayerSpec, scale_dtype: s
     if layout is None:
         return module, {"type": kind, **float_spec(FALLBACK_FLOAT).to_dict()}
     new = _quantize_layer(module, kind, layout, scale_dtype)
-    entry = {"type": kind, "mode": layout.mode, "bits": layout.bits, "group_size": layout.group_size}
-    if layout.axis != "in":
-        entry["axis"] = layout.axis
-    return new, entry
+    return new, {"type": kind, "mode": layout.mode, "bits": layout.bits, "group_size": layout.group_size}
 
 
 def _cast_float_params(model: nn.Module, float_dtype: str, per_layer: dict[str, str]) -> None:
@@ -164,7 +161,7 @@ def quantize_model(
         entries[info.path] = entry
         if progress is not None:
             progress((i + 1) / len(layers), f"{info.path}: {LayerSpec.from_dict(entry).label()}")
-    _replace(model, replacements)
+    replace_modules(model, replacements)
     _cast_float_params(model, recipe.float_dtype, float_layers)
     mx.eval(model.parameters())
     return {
@@ -175,17 +172,6 @@ def quantize_model(
         "folded": [list(p) for p in folded],
         "layers": entries,
     }
-
-
-def _replace(model: nn.Module, replacements: dict[str, nn.Module]) -> None:
-    if not replacements:
-        return
-
-    def swap(path, m):
-        return replacements.get(path, m)
-
-    leaves = tree_map_with_path(swap, model.leaf_modules(), is_leaf=nn.Module.is_module)
-    model.update_modules(leaves)
 
 
 def empty_quantized_layer(module: nn.Module, entry: dict) -> nn.Module:
@@ -214,7 +200,6 @@ def empty_quantized_layer(module: nn.Module, entry: dict) -> nn.Module:
         spec.group_size,
         spec.bits,
         spec.mode,
-        entry.get("axis", "in"),
     )
 
 
@@ -245,7 +230,7 @@ def apply_quant_config(model: nn.Module, qconfig: dict | None) -> None:
                 float_layers[path] = spec.dtype
             continue
         replacements[path] = empty_quantized_layer(module, entry)
-    _replace(model, replacements)
+    replace_modules(model, replacements)
     _cast_float_params(model, qconfig.get("float_dtype", "float32"), float_layers)
 
 

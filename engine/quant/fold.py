@@ -15,7 +15,7 @@ import mlx.core as mx
 import mlx.nn as nn
 import numpy as np
 
-from engine.quant.hooks import example_input, trace_calls
+from engine.quant.hooks import example_input, replace_modules, trace_calls
 from engine.quant.layers import QuantizedDepthwiseConv2d
 
 FOLD_RTOL = 1e-4
@@ -83,16 +83,7 @@ def install_folds(model: nn.Module, pairs: list[tuple[str, str]]) -> None:
         if "bias" not in conv:
             conv.bias = mx.zeros((conv.weight.shape[0],), dtype=conv.weight.dtype)
         updates[bn_path] = FoldedBatchNorm(conv_path)
-    _replace_modules(model, updates)
-
-
-def _replace_modules(model: nn.Module, replacements: dict[str, nn.Module]) -> None:
-    from mlx.utils import tree_map_with_path
-
-    if not replacements:
-        return
-    leaves = tree_map_with_path(lambda p, m: replacements.get(p, m), model.leaf_modules(), is_leaf=nn.Module.is_module)
-    model.update_modules(leaves)
+    replace_modules(model, updates)
 
 
 def fold_batchnorm(model: nn.Module, input_shape: tuple[int, int, int]) -> list[tuple[str, str]]:
@@ -131,7 +122,7 @@ def _undo(model, pairs, saved, bns) -> None:
         if "bias" not in saved[conv_path]:
             conv.pop("bias", None)
         conv.update(saved[conv_path])
-    _replace_modules(model, bns)
+    replace_modules(model, bns)
 
 
 def folded_pairs(model: nn.Module) -> list[tuple[str, str]]:

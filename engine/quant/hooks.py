@@ -53,6 +53,16 @@ def hooked(model: nn.Module, hooks: dict[str, Hook]) -> Iterator[None]:
             module.__class__ = cls
 
 
+def replace_modules(model: nn.Module, replacements: dict[str, nn.Module]) -> None:
+    """Swap the leaf modules at the given paths for new ones."""
+    from mlx.utils import tree_map_with_path
+
+    if not replacements:
+        return
+    leaves = tree_map_with_path(lambda p, m: replacements.get(p, m), model.leaf_modules(), is_leaf=nn.Module.is_module)
+    model.update_modules(leaves)
+
+
 def weight_modules(model: nn.Module) -> list[tuple[str, nn.Module]]:
     """Submodules that own arrays (convs, norms, linears), in definition order."""
     out = []

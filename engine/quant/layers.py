@@ -3,10 +3,8 @@
 Policy, stated once (the layouts themselves live in ``sizing.py``):
 - A regular (groups=1) k x k convolution runs as im2col + ``mx.quantized_matmul``;
   a 1x1 convolution is a plain quantized matmul. Its kernel is quantized as the
-  matrix (out, kh*kw*in) grouped along the reduction axis, or as the transpose
-  grouped along the output channels when that stores fewer bytes (short or
-  unaligned reductions such as a 1- or 3-channel stem). The grouped axis is
-  zero-padded to a multiple of the group size.
+  matrix (out, kh*kw*in) grouped along the reduction axis, zero-padded to a
+  multiple of the group size, so a 3-channel or 1-channel stem still quantizes.
 - A depthwise convolution has only kh*kw weights per filter, too few for a
   group. Its kernel is quantized along the channel axis instead (each tap's
   weights across ``group_size`` channels share a scale), dequantized on the
@@ -117,10 +115,9 @@ def im2col(x: mx.array, kernel_size, stride, padding, dilation) -> mx.array:
     return mx.concatenate(cols, axis=-1)
 
 
-def conv_matrix(weight: mx.array, axis: str) -> mx.array:
-    """A conv kernel (out, kh, kw, in/groups) as the matrix that is quantized along its rows."""
-    m = weight.reshape(weight.shape[0], -1)
-    return m if axis == "in" else m.T
+def conv_matrix(weight: mx.array) -> mx.array:
+    """A conv kernel (out, kh, kw, in/groups) as the (out, kh*kw*in/groups) matrix quantized along its rows."""
+    return weight.reshape(weight.shape[0], -1)
 
 
 class QuantizedConv2d(_QuantizedBase):
@@ -139,7 +136,6 @@ class QuantizedConv2d(_QuantizedBase):
         group_size: int = 64,
         bits: int = 4,
         mode: str = "affine",
-        axis: str = "in",
     ):
         super().__init__()
         self.kernel_size = _pair(kernel_size)
@@ -149,11 +145,9 @@ class QuantizedConv2d(_QuantizedBase):
         self.groups = groups
         self.in_channels = in_channels
         self.out_channels = out_channels
-        self.axis = axis
         kh, kw = self.kernel_size
         self.k = kh * kw * (in_channels // groups)
-        rows, cols = (out_channels, self.k) if axis == "in" else (self.k, out_channels)
-        self._init_matrix(rows, cols, group_size, bits, mode)
+        self._init_matrix(out_channels, self.k, group_size, bits, mode)
         if bias:
             self.bias = mx.zeros((out_channels,))
         self.freeze()
@@ -165,7 +159,6 @@ class QuantizedConv2d(_QuantizedBase):
         group_size: int,
         bits: int,
         mode: str = "affine",
-        axis: str = "in",
         scale_dtype: str = "float32",
     ) -> QuantizedConv2d:
         out_ch, kh, kw, in_per_group = conv.weight.shape
@@ -182,9 +175,8 @@ class QuantizedConv2d(_QuantizedBase):
             group_size=group_size,
             bits=bits,
             mode=mode,
-            axis=axis,
         )
-        q._set_matrix(conv_matrix(conv.weight, axis), scale_dtype)
+        q._set_matrix(conv_matrix(conv.weight), scale_dtype)
         if "bias" in conv:
             q.bias = conv.bias
         q.freeze()
@@ -192,22 +184,19 @@ class QuantizedConv2d(_QuantizedBase):
 
     @classmethod
     def from_layout(cls, conv: nn.Module, layout: Layout, scale_dtype: str = "float32") -> QuantizedConv2d:
-        return cls.from_conv2d(conv, layout.group_size, layout.bits, layout.mode, layout.axis, scale_dtype)
+        return cls.from_conv2d(conv, layout.group_size, layout.bits, layout.mode, scale_dtype)
 
     def _extra_repr(self) -> str:
         return (
             f"{self.in_channels}, {self.out_channels}, kernel_size={self.kernel_size}, stride={self.stride}, "
             f"padding={self.padding}, groups={self.groups}, bits={self.bits}, group_size={self.group_size}, "
-            f"mode={self.mode}, axis={self.axis}"
+            f"mode={self.mode}"
         )
 
     def dequantized_weight(self) -> mx.array:
         """The kernel in MLX layout (out, kh, kw, in/groups), dequantized to float32."""
         kh, kw = self.kernel_size
-        m = self._dequantized_2d()
-        if self.axis == "out":
-            m = m.T
-        return m.reshape(self.out_channels, kh, kw, self.in_channels // self.groups)
+        return self._dequantized_2d().reshape(self.out_channels, kh, kw, self.in_channels // self.groups)
 
     def __call__(self, x: mx.array) -> mx.array:
         if self.groups != 1:
@@ -223,11 +212,10 @@ class QuantizedConv2d(_QuantizedBase):
             cols = im2col(x, self.kernel_size, self.stride, self.padding, self.dilation)
             n, ho, wo, k = cols.shape
             cols = cols.reshape(-1, k)
-            rows_p, cols_p = padded_dims(self.rows, self.cols, self.group_size, self.mode)
-            k_padded = cols_p if self.axis == "in" else rows_p
+            _, k_padded = padded_dims(self.rows, self.cols, self.group_size, self.mode)
             if k_padded != k:
                 cols = mx.pad(cols, [(0, 0), (0, k_padded - k)])
-            y = self._qmm(cols, transpose=self.axis == "in")
+            y = self._qmm(cols, transpose=True)
             if y.shape[-1] != self.out_channels:
                 y = y[:, : self.out_channels]
             y = y.reshape(n, ho, wo, self.out_channels)

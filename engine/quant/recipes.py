@@ -53,8 +53,8 @@ class Recipe:
         scale_dtype: dtype affine scales and biases are stored in (float16 halves their
             share of the file; computing stays float32).
         fold_bn: fold BatchNorm into the preceding conv before quantizing (when exact).
-        adapt_layout: let a layer use a smaller group or the other matrix axis when
-            that stores fewer bytes (see ``sizing.py``).
+        adapt_layout: let a layer use a smaller group when that stores fewer bytes
+            (see ``sizing.py``).
     """
 
     name: str
@@ -334,7 +334,7 @@ def recipe_from_json(data: dict, group_size: int | None = None, default_name: st
 def recipe_from_qconfig(qconfig: dict) -> Recipe:
     """A recipe that reproduces a stored model's per-layer choices exactly."""
     base = Recipe.from_dict(qconfig["recipe"])
-    exact = tuple((_exact_pattern(path), LayerSpec.from_dict(entry)) for path, entry in qconfig["layers"].items())
+    exact = tuple((exact_pattern(path), LayerSpec.from_dict(entry)) for path, entry in qconfig["layers"].items())
     return replace(
         base,
         overrides=exact,
@@ -346,7 +346,7 @@ def recipe_from_qconfig(qconfig: dict) -> Recipe:
     )
 
 
-def _exact_pattern(path: str) -> str:
+def exact_pattern(path: str) -> str:
     """A glob that matches ``path`` only (escapes glob metacharacters)."""
     return "".join(f"[{c}]" if c in "*?[" else c for c in path)
 

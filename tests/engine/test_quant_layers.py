@@ -40,12 +40,9 @@ CONVS = [
 
 @pytest.mark.parametrize("in_ch,out_ch,k,stride,padding,groups", CONVS)
 @pytest.mark.parametrize("mode,bits,group_size", MODES)
-@pytest.mark.parametrize("axis", ["in", "out"])
-def test_quantized_conv_equals_dequantized_float_conv(
-    in_ch, out_ch, k, stride, padding, groups, mode, bits, group_size, axis
-):
+def test_quantized_conv_equals_dequantized_float_conv(in_ch, out_ch, k, stride, padding, groups, mode, bits, group_size):
     conv = _conv(in_ch, out_ch, k, stride, padding, groups)
-    q = QuantizedConv2d.from_conv2d(conv, group_size=group_size, bits=bits, mode=mode, axis=axis)
+    q = QuantizedConv2d.from_conv2d(conv, group_size=group_size, bits=bits, mode=mode)
     x = mx.random.normal((2, 11, 13, in_ch))
     w = q.dequantized_weight()
     assert w.shape == conv.weight.shape
@@ -110,18 +107,14 @@ def test_affine_codes_rebuild_the_weight_within_one_step(bits, group_size):
     assert q.max() <= 2**bits - 1
 
 
-def test_layout_choice_groups_short_reductions_along_outputs():
+def test_layout_choice_takes_a_smaller_group_only_when_it_stores_less():
     spec = parse_spec("int4")
-    stem = choose_layout("conv", (32, 3, 3, 3), spec)  # reduction 27 would pad to 32
-    assert stem.axis == "out"
-    pointwise = choose_layout("conv", (96, 1, 1, 16), spec)  # reduction 16 < 32
-    assert (pointwise.axis, pointwise.group_size) == ("out", 32)
-    body = choose_layout("conv", (64, 3, 3, 32), spec)  # reduction 288: never across output channels
-    assert (body.axis, body.group_size) == ("in", 64)
-    big = choose_layout("conv", (128, 3, 3, 64), spec)
-    assert (big.axis, big.group_size) == ("in", 64)
-    fixed = choose_layout("conv", (32, 3, 3, 3), spec, adapt=False)
-    assert (fixed.axis, fixed.group_size) == ("in", 64)
+    assert choose_layout("conv", (32, 3, 3, 3), spec).group_size == 32  # reduction 27: pad to 32, not 64
+    assert choose_layout("conv", (96, 1, 1, 16), spec).group_size == 32
+    assert choose_layout("conv", (64, 3, 3, 32), spec).group_size == 64  # 288 -> 320 either way; fewer scales
+    assert choose_layout("depthwise", (144, 3, 3, 1), spec, "float16").group_size == 32  # 160 columns, not 192
+    assert choose_layout("conv", (32, 3, 3, 3), spec, adapt=False).group_size == 64
+    assert choose_layout("linear", (10, 96), spec).group_size == 32  # 96 is no multiple of 64
 
 
 def test_quantized_conv_stores_low_bit_weights():
