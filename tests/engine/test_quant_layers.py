@@ -40,7 +40,9 @@ CONVS = [
 
 @pytest.mark.parametrize("in_ch,out_ch,k,stride,padding,groups", CONVS)
 @pytest.mark.parametrize("mode,bits,group_size", MODES)
-def test_quantized_conv_equals_dequantized_float_conv(in_ch, out_ch, k, stride, padding, groups, mode, bits, group_size):
+def test_quantized_conv_equals_dequantized_float_conv(
+    in_ch, out_ch, k, stride, padding, groups, mode, bits, group_size
+):
     conv = _conv(in_ch, out_ch, k, stride, padding, groups)
     q = QuantizedConv2d.from_conv2d(conv, group_size=group_size, bits=bits, mode=mode)
     x = mx.random.normal((2, 11, 13, in_ch))
