@@ -295,6 +295,11 @@ def recipe_from_json(data: dict, group_size: int | None = None, default_name: st
         data = data["quantization"]
     if "layers" in data and "recipe" in data:
         return recipe_from_qconfig(data)
+    if "kind_overrides" in data and isinstance(data.get("default"), dict):  # a Recipe.to_dict() (a bundle's "recipe")
+        try:
+            return Recipe.from_dict(data)
+        except (KeyError, TypeError, ValueError) as exc:
+            raise UserError(f"recipe object is incomplete or malformed ({exc})") from None
     unknown = set(data) - _JSON_KEYS
     if unknown:
         raise UserError(f"unknown recipe keys {sorted(unknown)} (known: {sorted(_JSON_KEYS)})")
