@@ -24,7 +24,7 @@ from engine.data.preprocess import Preprocessing
 from engine.errors import UserError
 from engine.fileio import atomic_directory
 from engine.models import registry
-from engine.quant.apply import apply_quant_config
+from engine.quant.apply import apply_quant_config, from_storage, to_storage
 from engine.quant.formats import FLOAT_DTYPES
 
 CONFIG_NAME = "config.json"
@@ -91,6 +91,32 @@ class ModelBundle:
             return None
         return sum(f.stat().st_size for f in Path(self.path).iterdir() if f.is_file())
 
+    def input_shape(self) -> tuple[int, int, int]:
+        """(H, W, C) of one preprocessed input."""
+        h, w = self.preprocessing.input_size
+        return (h, w, self.preprocessing.channels)
+
+    def clone(self) -> ModelBundle:
+        """An independent copy (same structure and weights) to modify without touching this one."""
+        import copy
+
+        model = registry.get(self.arch).build(self.arch_config)
+        apply_quant_config(model, self.quantization)
+        model.load_weights(list(self.weights().items()), strict=True)
+        model.eval()
+        mx.eval(model.parameters())
+        return ModelBundle(
+            name=self.name,
+            arch=self.arch,
+            arch_config=copy.deepcopy(self.arch_config),
+            preprocessing=self.preprocessing,
+            labels=list(self.labels),
+            model=model,
+            quantization=copy.deepcopy(self.quantization),
+            source=copy.deepcopy(self.source),
+            path=self.path,
+        )
+
     # -- running -----------------------------------------------------------------
     def forward(self, x: mx.array) -> mx.array:
         """Float32 NHWC input -> float32 logits, computing in the bundle's dtype."""
@@ -107,7 +133,7 @@ class ModelBundle:
         """Write the bundle atomically to ``path`` (a directory), replacing any old one."""
         path = Path(path).expanduser().resolve()
         with atomic_directory(path) as tmp:
-            weights = self.weights()
+            weights = to_storage(self.weights(), self.quantization)
             mx.save_safetensors(str(tmp / WEIGHTS_NAME), weights, metadata={"format": "mlx"})
             _write_json(tmp / CONFIG_NAME, self.config_dict())
             _fsync_dir(tmp)
@@ -183,7 +209,7 @@ def load_bundle(spec: str | Path) -> ModelBundle:
         apply_quant_config(model, cfg.get("quantization"))
     except (ValueError, TypeError, KeyError) as exc:
         raise UserError(f"config.json does not describe a buildable {cfg['arch']} ({exc})", path) from None
-    weights = load_weights_file(path / WEIGHTS_NAME)
+    weights = from_storage(load_weights_file(path / WEIGHTS_NAME), cfg.get("quantization"))
     check_weights_fit(model, weights, path / WEIGHTS_NAME)
     model.load_weights(list(weights.items()), strict=True)
     model.eval()

@@ -73,12 +73,13 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--name", help="bundle name (default: the checkpoint's file name)")
     p.add_argument("--out", required=True, help="bundle directory to write")
 
+    from engine.quant import cli as quant_cli
+
     p = sub.add_parser("quantize", help="quantize a model bundle with a recipe")
     p.add_argument("--model", required=True, help="bundle directory or 'default'")
-    p.add_argument(
-        "--recipe", required=True, help="fp16, bf16, int8, int6, int5, int4, int3, int2, mxfp4, mxfp8, nvfp4"
-    )
+    p.add_argument("--recipe", required=True, help=quant_cli.RECIPE_HELP)
     p.add_argument("--group-size", type=int, choices=(16, 32, 64, 128))
+    quant_cli.add_recipe_options(p)
     p.add_argument("--out", required=True, help="bundle directory to write")
 
     p = sub.add_parser("predict", help="top-k predictions for images or a preprocessed tensor")
@@ -102,6 +103,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--predictions-csv", help="per-image CSV (path,true_label,pred_label,p_<class>...)")
     p.add_argument("--json", action="store_true")
     evaluation_cli.add_evaluate_arguments(p)
+    quant_cli.add_actsim_options(p)
 
     p = sub.add_parser("benchmark", help="latency, throughput, memory and size of a model")
     p.add_argument("--model", required=True)
@@ -125,7 +127,7 @@ def build_parser() -> argparse.ArgumentParser:
 # Handlers take the parsed args and return an exit code; they raise UserError for bad input.
 # A module that adds options to a shared command uses add_shared_option, so two feature
 # modules may both need the same option (e.g. evaluate --compare) without a clash.
-EXTENSIONS: list[str] = ["engine.evaluate.cli", "engine.llm.cli", "engine.serve.cli"]
+EXTENSIONS: list[str] = ["engine.quant.cli", "engine.evaluate.cli", "engine.llm.cli", "engine.serve.cli"]
 
 
 def add_shared_option(parser: argparse.ArgumentParser, *flags: str, **kwargs) -> None:
@@ -200,8 +202,9 @@ def cmd_import(args) -> int:
 def cmd_quantize(args) -> int:
     from engine.jobs import QuantizeJob
     from engine.model_card import human_bytes
+    from engine.quant.cli import recipe_from_args
 
-    o = _run(QuantizeJob(args.model, args.recipe, args.out, args.group_size), args)
+    o = _run(QuantizeJob(args.model, recipe_from_args(args), args.out, args.group_size), args)
     print(
         f"{o.source.name} -> {o.card.name}: {human_bytes(o.source.size_on_disk)} -> {human_bytes(o.card.size_on_disk)} "
         f"({o.card.bits_per_weight:.2f} bits/weight, {o.seconds:.2f} s) -> {o.path}"
@@ -243,6 +246,10 @@ def cmd_predict(args) -> int:
 
 
 def cmd_evaluate(args) -> int:
+    if args.simulate_activations:
+        from engine.quant.cli import cmd_evaluate_actsim
+
+        return cmd_evaluate_actsim(args)
     return evaluation_cli.cmd_evaluate(args, _run)
 
 
@@ -315,7 +322,7 @@ def cmd_info(args) -> int:
     print(f"{card.name}  ({card.arch}, {card.recipe})  {card.path}")
     print(
         f"  input {card.input_shape}, {len(card.labels)} classes, {card.params:,} parameters, "
-        f"{human_bytes(card.bytes)} in memory, {human_bytes(card.size_on_disk)} on disk, "
+        f"{human_bytes(card.bytes)} of weights, {human_bytes(card.size_on_disk)} on disk, "
         f"{card.bits_per_weight:.2f} bits/weight, {human_count(card.macs)} MACs per image"
     )
     for r in card.layers:
@@ -338,9 +345,8 @@ COMMANDS = {
 
 
 def _model_kind_handler(args):
-    """Shared commands (evaluate, benchmark, quantize, info) on a language model go to engine.llm.cli."""
-    if args.command not in ("evaluate", "benchmark", "quantize", "info"):
-        return None
+    """Shared commands (evaluate, benchmark, quantize, info, sensitivity) on a language model go to
+    engine.llm.cli; the rest of the time the command's own handler runs."""
     from engine.llm.cli import handler_for
 
     return handler_for(args)

@@ -27,7 +27,7 @@ from engine.evaluate.classification import softmax
 from engine.evaluate.runner import EvaluationResult, evaluate_bundle
 from engine.model_card import ModelCard, model_card
 from engine.quant.apply import quantize_model
-from engine.quant.recipes import make_recipe
+from engine.quant.recipes import Recipe, resolve_recipe
 from engine.results import ResultsStore, RunRecord
 
 
@@ -217,14 +217,14 @@ def default_variant_path(source: ModelBundle, recipe_name: str) -> Path:
 @dataclass(frozen=True)
 class QuantizeJob:
     model: str
-    recipe: str
+    recipe: str | Recipe  # a format name, a named mixed recipe, a JSON recipe file, or a Recipe
     out: str | None = None
     group_size: int | None = None
     store: bool = True
     title: str = "Quantize"
 
     def run(self, ctx: JobContext, ws: Workspace) -> QuantizeOutcome:
-        recipe = make_recipe(self.recipe, self.group_size)
+        recipe = resolve_recipe(self.recipe, self.group_size)
         source = ws.bundle(self.model)
         if source.quantization:
             raise UserError(
@@ -235,7 +235,9 @@ class QuantizeJob:
         t0 = time.perf_counter()
         # Quantize a fresh copy so the cached float model stays untouched.
         work = load_bundle(source.path)
-        qconfig = quantize_model(work.model, recipe, ctx.scaled(0.0, 0.9), ctx.should_stop)
+        qconfig = quantize_model(
+            work.model, recipe, ctx.scaled(0.0, 0.9), ctx.should_stop, input_shape=source.input_shape()
+        )
         ctx.check()
         variant = ModelBundle(
             name=f"{source.name}-{recipe.name}",

@@ -9,6 +9,7 @@ import mlx.nn as nn
 
 from engine.bundle import ModelBundle
 from engine.macs import count_macs
+from engine.quant.apply import stored_nbytes
 from engine.quant.formats import LayerSpec
 from engine.quant.layers import QuantizedConv2d, QuantizedDepthwiseConv2d
 
@@ -81,8 +82,13 @@ def _layer_format(module: nn.Module, arrays: dict[str, mx.array]) -> str:
     return "/".join({"float32": "fp32", "float16": "fp16", "bfloat16": "bf16"}.get(d, d) for d in dtypes)
 
 
-def layer_rows(model: nn.Module, macs: dict[str, int] | None = None) -> tuple[list[LayerRow], set[str]]:
-    """One row per module that owns arrays, in forward order, plus every dtype seen."""
+def layer_rows(
+    model: nn.Module, macs: dict[str, int] | None = None, quantization: dict | None = None
+) -> tuple[list[LayerRow], set[str]]:
+    """One row per module that owns arrays, in forward order, plus every dtype seen.
+
+    Bytes are as stored on disk (``quantization`` may keep float32 scales as float16 there).
+    """
     macs = macs or {}
     rows = []
     all_dtypes = set()
@@ -95,7 +101,7 @@ def layer_rows(model: nn.Module, macs: dict[str, int] | None = None) -> tuple[li
         quantized = hasattr(module, "bits") and hasattr(module, "mode")
         other = sum(v.size for k, v in arrays.items() if k not in ("weight", "scales", "biases")) if quantized else 0
         params = weight_count + other if quantized else sum(v.size for v in arrays.values())
-        nbytes = sum(v.nbytes for v in arrays.values())
+        nbytes = sum(stored_nbytes(quantization, f"{name}.{k}", v) for k, v in arrays.items())
         all_dtypes.update(str(v.dtype).replace("mlx.core.", "") for v in arrays.values())
         row = LayerRow(
             name, type(module).__name__, shape, _layer_format(module, arrays), params, nbytes, macs.get(name, 0)
@@ -107,7 +113,7 @@ def layer_rows(model: nn.Module, macs: dict[str, int] | None = None) -> tuple[li
 def model_card(bundle: ModelBundle) -> ModelCard:
     h, w = bundle.preprocessing.input_size
     macs = count_macs(bundle.model, (h, w, bundle.preprocessing.channels))
-    rows, all_dtypes = layer_rows(bundle.model, macs)
+    rows, all_dtypes = layer_rows(bundle.model, macs, bundle.quantization)
     return ModelCard(
         name=bundle.name,
         arch=bundle.arch,

@@ -53,17 +53,22 @@ def register(sub) -> dict:
     p.add_argument("--compare", action="append", default=[], metavar="M", help="another variant, same prompt and seed")
     p.add_argument("--json", action="store_true")
 
-    p = sub.add_parser("sensitivity", help="per-layer quantization sensitivity of a language model (KL on a text)")
-    p.add_argument("--model", required=True)
-    p.add_argument("--text", help="text sample (default: held-out Moby-Dick)")
-    p.add_argument("--candidates", default="int2,int3,int4,int6,int8")
-    p.add_argument("--group-size", type=int, choices=(32, 64, 128), default=64)
-    p.add_argument("--sample-tokens", type=_positive_int, default=512)
-    p.add_argument("--layers", help="comma-separated glob patterns of layers to measure")
-    p.add_argument("--budget", type=float, help="average bits per weight for the mixed recipe")
-    p.add_argument("--out", help="with --budget: quantize with the chosen mix into this folder")
-    p.add_argument("--json", action="store_true")
-    return {"generate": cmd_generate, "sensitivity": cmd_sensitivity}
+    # `sensitivity` is one command for both kinds of model: image classifiers (engine.quant.cli)
+    # and language models (here, chosen by handler_for when --model is a language model).
+    own = "sensitivity" not in sub.choices
+    p = sub.choices.get("sensitivity") or sub.add_parser(
+        "sensitivity", help="per-layer quantization sensitivity (KL against the float model)"
+    )
+    add_shared_option(p, "--model", required=True)
+    add_shared_option(p, "--text", help="language models: text sample (default: held-out Moby-Dick)")
+    add_shared_option(p, "--candidates", help="language models: formats to measure (default int2,int3,int4,int6,int8)")
+    add_shared_option(p, "--group-size", type=int, choices=(32, 64, 128))
+    add_shared_option(p, "--sample-tokens", type=_positive_int, default=512, help="language models: tokens measured")
+    add_shared_option(p, "--layers", help="language models: comma-separated glob patterns of layers to measure")
+    add_shared_option(p, "--budget", type=float, help="language models: average bits per weight for a mixed recipe")
+    add_shared_option(p, "--out", help="language models, with --budget: quantize with the chosen mix into this folder")
+    add_shared_option(p, "--json", action="store_true")
+    return {"generate": cmd_generate, **({"sensitivity": cmd_sensitivity} if own else {})}
 
 
 def _run(job, args):
@@ -186,12 +191,9 @@ def cmd_info(args) -> int:
     return 0
 
 
-HANDLERS = {"evaluate": cmd_evaluate, "benchmark": cmd_benchmark, "quantize": cmd_quantize, "info": cmd_info}
-
-
 def handler_for(args: argparse.Namespace):
     """The language-model handler for a shared command whose --model is a language model, else None."""
-    if args.command not in HANDLERS:
+    if args.command not in HANDLERS:  # defined at the end of the module, after the handlers
         return None
     model = getattr(args, "model", None)
     if not isinstance(model, str):
@@ -263,10 +265,10 @@ def cmd_sensitivity(args) -> int:
 
     if args.out and args.budget is None:
         raise UserError("--out needs --budget (the average bits per weight to aim for)")
-    candidates = tuple(c.strip() for c in args.candidates.split(",") if c.strip())
+    candidates = tuple(c.strip() for c in (args.candidates or "int2,int3,int4,int6,int8").split(",") if c.strip())
     layers = tuple(x.strip() for x in args.layers.split(",") if x.strip()) if args.layers else None
     job = SensitivityJob(
-        args.model, args.text, candidates, args.group_size, args.sample_tokens, layers, args.budget, args.out
+        args.model, args.text, candidates, args.group_size or 64, args.sample_tokens, layers, args.budget, args.out
     )
     report, result = _run(job, args)
     plan = report.plan(args.budget) if args.budget is not None else {}
@@ -297,3 +299,13 @@ def cmd_sensitivity(args) -> int:
     if result:
         print(f"quantized with the mix -> {result.path} ({result.card.bits_per_weight:.2f} bits/weight)")
     return 0
+
+
+# Shared commands whose --model may be a language model (engine.cli asks handler_for).
+HANDLERS = {
+    "evaluate": cmd_evaluate,
+    "benchmark": cmd_benchmark,
+    "quantize": cmd_quantize,
+    "info": cmd_info,
+    "sensitivity": cmd_sensitivity,
+}

@@ -1,17 +1,28 @@
-"""Apply a recipe to a float model, and rebuild a quantized model from its config."""
+"""Apply a recipe to a float model, and rebuild a quantized model from its config.
+
+The config ``quantize_model`` returns (stored in the bundle's config.json) is
+the whole truth about the stored model: every quantizable layer's format,
+and group size, the BatchNorms folded into convolutions, the
+dtype the affine scales are stored in. ``apply_quant_config`` rebuilds the
+same structure from it alone, so a bundle reloads exactly.
+"""
 
 from __future__ import annotations
 
 from collections.abc import Callable
+from dataclasses import dataclass
 
 import mlx.core as mx
 import mlx.nn as nn
-from mlx.utils import tree_flatten, tree_map_with_path
+from mlx.utils import tree_flatten
 
 from engine.errors import Cancelled
-from engine.quant.formats import FLOAT_DTYPES, MODE_RULES, LayerSpec, float_spec
-from engine.quant.layers import QUANTIZED_TYPES, QuantizedConv2d, QuantizedDepthwiseConv2d
+from engine.quant.fold import fold_batchnorm, folded_pairs, install_folds
+from engine.quant.formats import FLOAT_DTYPES, LayerSpec, float_spec
+from engine.quant.hooks import example_input, replace_modules, trace_calls
+from engine.quant.layers import QUANTIZED_TYPES, QuantizedConv2d, QuantizedDepthwiseConv2d, round_scales
 from engine.quant.recipes import Recipe
+from engine.quant.sizing import FALLBACK_FLOAT, Layout, choose_layout
 
 
 def layer_kind(module: nn.Module) -> str | None:
@@ -27,29 +38,63 @@ def layer_kind(module: nn.Module) -> str | None:
     return None
 
 
-def _linear_group_size(module: nn.Linear, spec: LayerSpec) -> int | None:
-    """The spec's group size if it divides the input dims, else the largest allowed one that does."""
-    in_dims = module.weight.shape[1]
-    if in_dims % spec.group_size == 0:
-        return spec.group_size
-    for gs in sorted(MODE_RULES[spec.mode]["group_sizes"], reverse=True):
-        if in_dims % gs == 0:
-            return gs
-    return None
+@dataclass(frozen=True)
+class LayerInfo:
+    """A quantizable layer of a float model: what a recipe is resolved against."""
+
+    path: str
+    kind: str
+    shape: tuple[int, ...]  # the weight's MLX layout
+    has_bias: bool
+
+    @property
+    def params(self) -> int:
+        n = 1
+        for s in self.shape:
+            n *= s
+        return n + (self.shape[0] if self.has_bias else 0)
 
 
-def _quantize_layer(module: nn.Module, kind: str, spec: LayerSpec) -> tuple[nn.Module, LayerSpec]:
-    """Returns the replacement module and the spec actually used."""
+def quantizable_layers(model: nn.Module, input_shape: tuple[int, int, int] | None = None) -> list[LayerInfo]:
+    """The model's quantizable layers, in execution order when ``input_shape`` (H, W, C) is given.
+
+    Without an input shape the order is the definition order, which matches the
+    execution order for the sequential models here.
+    """
+    found = [(p, m, layer_kind(m)) for p, m in reversed(model.named_modules()) if p]
+    found = [(p, m, k) for p, m, k in found if k is not None]
+    if input_shape is not None and found:
+        order = {}
+        for call in trace_calls(model, example_input(input_shape, batch=1), [p for p, _, _ in found]):
+            order.setdefault(call.path, len(order))
+        found.sort(key=lambda t: order.get(t[0], len(order)))
+    return [LayerInfo(p, k, tuple(m.weight.shape), "bias" in m) for p, m, k in found]
+
+
+def _quantize_layer(module: nn.Module, kind: str, layout: Layout, scale_dtype: str) -> nn.Module:
     if kind == "linear":
-        gs = _linear_group_size(module, spec)
-        if gs is None:
-            # No allowed group size divides the input; keep it in half precision.
-            return module, float_spec("float16")
-        q = nn.QuantizedLinear.from_linear(module, group_size=gs, bits=spec.bits, mode=spec.mode)
-        return q, LayerSpec(spec.mode, spec.bits, gs, spec.dtype)
+        q = nn.QuantizedLinear.from_linear(module, group_size=layout.group_size, bits=layout.bits, mode=layout.mode)
+        q.scales = round_scales(q.scales, scale_dtype)
+        if "biases" in q:
+            q.biases = round_scales(q.biases, scale_dtype)
+        return q
     if kind == "depthwise":
-        return QuantizedDepthwiseConv2d.from_module(module, spec.group_size, spec.bits, spec.mode), spec
-    return QuantizedConv2d.from_conv2d(module, spec.group_size, spec.bits, spec.mode), spec
+        return QuantizedDepthwiseConv2d.from_module(module, layout.group_size, layout.bits, layout.mode, scale_dtype)
+    return QuantizedConv2d.from_layout(module, layout, scale_dtype)
+
+
+def quantize_layer(module: nn.Module, kind: str, spec: LayerSpec, scale_dtype: str = "float16", adapt: bool = True):
+    """Quantize one float layer.
+
+    Returns:
+        (replacement module, config entry); the module is the input itself and
+        the entry says float16 when the layer cannot take ``spec``.
+    """
+    layout = choose_layout(kind, tuple(module.weight.shape), spec, scale_dtype, adapt)
+    if layout is None:
+        return module, {"type": kind, **float_spec(FALLBACK_FLOAT).to_dict()}
+    new = _quantize_layer(module, kind, layout, scale_dtype)
+    return new, {"type": kind, "mode": layout.mode, "bits": layout.bits, "group_size": layout.group_size}
 
 
 def _cast_float_params(model: nn.Module, float_dtype: str, per_layer: dict[str, str]) -> None:
@@ -70,63 +115,92 @@ def quantize_model(
     recipe: Recipe,
     progress: Callable[[float, str], None] | None = None,
     should_stop: Callable[[], bool] | None = None,
+    input_shape: tuple[int, int, int] | None = None,
 ) -> dict:
     """Quantize ``model`` in place according to ``recipe``.
 
     Args:
-        model: a float model (parameters evaluated).
+        model: a float model (parameters evaluated, eval mode).
         recipe: the storage plan.
         progress: called with (fraction, message) per layer.
         should_stop: polled between layers; a true answer raises Cancelled.
+        input_shape: (H, W, C) of one input. With it, layers are ordered as they
+            run (for keep-first/last) and BatchNorm folding (``recipe.fold_bn``)
+            can trace the model; without it nothing is folded.
 
     Returns:
         The quantization config to store in the bundle; ``apply_quant_config``
         rebuilds the same structure from it.
     """
-    targets = [(p, m, layer_kind(m)) for p, m in model.named_modules()]
-    targets = [(p, m, k) for p, m, k in targets if k is not None and p]
-    layers: dict[str, dict] = {}
+    folded = folded_pairs(model)
+    layers = quantizable_layers(model, input_shape)
+    plan = recipe.plan(layers)
+    if recipe.fold_bn and input_shape is not None and any(s.quantized for s in plan.values()):
+        folded += fold_batchnorm(model, input_shape)
+        layers = quantizable_layers(model, input_shape)
+        plan = recipe.plan(layers)
+    modules = dict(model.named_modules())
+    entries: dict[str, dict] = {}
     float_layers: dict[str, str] = {}
     replacements: dict[str, nn.Module] = {}
-    for i, (path, module, kind) in enumerate(targets):
+    for i, info in enumerate(layers):
         if should_stop is not None and should_stop():
             raise Cancelled()
-        spec = recipe.spec_for(path)
+        spec = plan[info.path]
         if spec.quantized:
-            new, used = _quantize_layer(module, kind, spec)
-            mx.eval(new.parameters())
-            if used.quantized:
-                replacements[path] = new
-                layers[path] = {"type": kind, **used.to_dict()}
+            new, entry = quantize_layer(modules[info.path], info.kind, spec, recipe.scale_dtype, recipe.adapt_layout)
+            if "mode" in entry:
+                mx.eval(new.parameters())
+                replacements[info.path] = new
             else:
-                float_layers[path] = used.dtype
-                layers[path] = {"type": kind, **used.to_dict()}
+                float_layers[info.path] = entry["dtype"]
         else:
+            entry = {"type": info.kind, **spec.to_dict()}
             if spec.dtype != recipe.float_dtype:
-                float_layers[path] = spec.dtype
-            layers[path] = {"type": kind, **spec.to_dict()}
+                float_layers[info.path] = spec.dtype
+        entries[info.path] = entry
         if progress is not None:
-            progress((i + 1) / len(targets), f"{path}: {LayerSpec.from_dict(layers[path]).label()}")
-    _replace(model, replacements)
+            progress((i + 1) / len(layers), f"{info.path}: {LayerSpec.from_dict(entry).label()}")
+    replace_modules(model, replacements)
     _cast_float_params(model, recipe.float_dtype, float_layers)
     mx.eval(model.parameters())
     return {
         "recipe": recipe.to_dict(),
         "float_dtype": recipe.float_dtype,
         "compute_dtype": recipe.compute_dtype,
-        "layers": layers,
+        "scale_dtype": recipe.scale_dtype,
+        "folded": [list(p) for p in folded],
+        "layers": entries,
     }
 
 
-def _replace(model: nn.Module, replacements: dict[str, nn.Module]) -> None:
-    if not replacements:
-        return
-
-    def swap(path, m):
-        return replacements.get(path, m)
-
-    leaves = tree_map_with_path(swap, model.leaf_modules(), is_leaf=nn.Module.is_module)
-    model.update_modules(leaves)
+def empty_quantized_layer(module: nn.Module, entry: dict) -> nn.Module:
+    """A quantized module of the right structure for ``module`` and its config entry (weights to be loaded)."""
+    spec = LayerSpec.from_dict(entry)
+    kind = entry.get("type") or layer_kind(module)
+    if kind == "linear":
+        out_dims, in_dims = module.weight.shape
+        return nn.QuantizedLinear(in_dims, out_dims, "bias" in module, spec.group_size, spec.bits, spec.mode)
+    if kind == "depthwise":
+        c, kh, kw, _ = module.weight.shape
+        return QuantizedDepthwiseConv2d(
+            c, (kh, kw), module.stride, module.padding, "bias" in module, spec.group_size, spec.bits, spec.mode
+        )
+    out_ch, kh, kw, in_pg = module.weight.shape
+    groups = getattr(module, "groups", 1)
+    return QuantizedConv2d(
+        in_pg * groups,
+        out_ch,
+        (kh, kw),
+        module.stride,
+        module.padding,
+        getattr(module, "dilation", 1),
+        groups,
+        "bias" in module,
+        spec.group_size,
+        spec.bits,
+        spec.mode,
+    )
 
 
 def apply_quant_config(model: nn.Module, qconfig: dict | None) -> None:
@@ -138,6 +212,12 @@ def apply_quant_config(model: nn.Module, qconfig: dict | None) -> None:
     if not qconfig:
         return
     modules = dict(model.named_modules())
+    pairs = [tuple(p) for p in qconfig.get("folded", [])]
+    for conv_path, bn_path in pairs:
+        for path in (conv_path, bn_path):
+            if path not in modules:
+                raise ValueError(f"the quantization config folds layer '{path}', which the model does not have")
+    install_folds(model, pairs)
     replacements = {}
     float_layers = {}
     for path, entry in qconfig.get("layers", {}).items():
@@ -149,35 +229,52 @@ def apply_quant_config(model: nn.Module, qconfig: dict | None) -> None:
             if spec.dtype != qconfig.get("float_dtype", "float32"):
                 float_layers[path] = spec.dtype
             continue
-        kind = entry.get("type") or layer_kind(module)
-        if kind == "linear":
-            out_dims, in_dims = module.weight.shape
-            replacements[path] = nn.QuantizedLinear(
-                in_dims, out_dims, "bias" in module, spec.group_size, spec.bits, spec.mode
-            )
-        elif kind == "depthwise":
-            c, kh, kw, _ = module.weight.shape
-            replacements[path] = QuantizedDepthwiseConv2d(
-                c, (kh, kw), module.stride, module.padding, "bias" in module, spec.group_size, spec.bits, spec.mode
-            )
-        else:
-            out_ch, kh, kw, in_pg = module.weight.shape
-            groups = getattr(module, "groups", 1)
-            replacements[path] = QuantizedConv2d(
-                in_pg * groups,
-                out_ch,
-                (kh, kw),
-                module.stride,
-                module.padding,
-                module.dilation,
-                groups,
-                "bias" in module,
-                spec.group_size,
-                spec.bits,
-                spec.mode,
-            )
-    _replace(model, replacements)
+        replacements[path] = empty_quantized_layer(module, entry)
+    replace_modules(model, replacements)
     _cast_float_params(model, qconfig.get("float_dtype", "float32"), float_layers)
+
+
+# -- storage -------------------------------------------------------------------------------
+# Affine scales and biases are computed in float32 (MLX's CPU kernels are fast only with
+# float32) but, with scale_dtype float16, hold float16 values; they are written as float16
+# and widened again on load.
+
+
+def _stored_scale_keys(qconfig: dict | None) -> set[str]:
+    if not qconfig or qconfig.get("scale_dtype", "float32") == "float32":
+        return set()
+    keys = set()
+    for path, entry in qconfig.get("layers", {}).items():
+        if entry.get("mode") == "affine":
+            keys.update((f"{path}.scales", f"{path}.biases"))
+    return keys
+
+
+def storage_dtype(qconfig: dict | None, key: str) -> str | None:
+    """The dtype ``key`` is written in when it differs from its in-memory dtype, else None."""
+    return qconfig.get("scale_dtype") if key in _stored_scale_keys(qconfig) else None
+
+
+def to_storage(weights: dict[str, mx.array], qconfig: dict | None) -> dict[str, mx.array]:
+    keys = _stored_scale_keys(qconfig)
+    if not keys:
+        return weights
+    dtype = FLOAT_DTYPES[qconfig["scale_dtype"]]
+    return {k: (v.astype(dtype) if k in keys and v.dtype == mx.float32 else v) for k, v in weights.items()}
+
+
+def from_storage(weights: dict[str, mx.array], qconfig: dict | None) -> dict[str, mx.array]:
+    keys = _stored_scale_keys(qconfig)
+    if not keys:
+        return weights
+    return {k: (v.astype(mx.float32) if k in keys else v) for k, v in weights.items()}
+
+
+def stored_nbytes(qconfig: dict | None, key: str, array: mx.array) -> int:
+    dtype = storage_dtype(qconfig, key)
+    if dtype is None or array.dtype != mx.float32:
+        return array.nbytes
+    return array.size * FLOAT_DTYPES[dtype].size
 
 
 def parameter_bytes(model: nn.Module) -> int:

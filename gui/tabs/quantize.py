@@ -5,23 +5,26 @@ from __future__ import annotations
 from PySide6.QtCore import Signal, Slot
 from PySide6.QtWidgets import (
     QComboBox,
+    QFileDialog,
     QFormLayout,
     QGroupBox,
     QHBoxLayout,
     QLabel,
     QPushButton,
     QTableView,
+    QTabWidget,
     QVBoxLayout,
     QWidget,
 )
 
 from engine.jobs import QuantizeJob, QuantizeOutcome
 from engine.model_card import human_bytes
-from engine.quant.recipes import builtin_names
+from engine.quant.recipes import builtin_names, describe
 from gui import lm_support
 from gui.router import JobRouter
 from gui.state import AppState, settings
 from gui.tabs.models import LAYER_COLUMNS
+from gui.tabs.quantize_tools import ActSimPanel, AutoquantPanel, RecoveryPanel, SensitivityPanel
 from gui.widgets.table_model import Column, RawSortProxy, RecordTableModel, fmt_float
 
 RECIPE_HELP = {
@@ -77,7 +80,13 @@ class QuantizeTab(QWidget):
 
         form = QFormLayout()
         form.addRow("Source model", self.source)
-        form.addRow("Recipe", self.recipe)
+        self.recipe_file_btn = QPushButton("Recipe file…")
+        self.recipe_file_btn.setToolTip("a JSON recipe of per-layer settings, or a quantized bundle's config.json")
+        self.recipe_file_btn.clicked.connect(self.choose_recipe_file)
+        recipe_row = QHBoxLayout()
+        recipe_row.addWidget(self.recipe, 1)
+        recipe_row.addWidget(self.recipe_file_btn)
+        form.addRow("Recipe", recipe_row)
         form.addRow("Group size", self.group_size)
         form.addRow("", self.help)
         buttons = QHBoxLayout()
@@ -102,13 +111,32 @@ class QuantizeTab(QWidget):
         self.layer_table.verticalHeader().setVisible(False)
         self.layer_table.horizontalHeader().setStretchLastSection(True)
 
+        variants_page = QWidget()
+        vl = QVBoxLayout(variants_page)
+        vl.addWidget(QLabel("Variants made in this session"))
+        vl.addWidget(self.variant_table, 2)
+        self.layer_title = QLabel("Per-layer storage of the last variant")
+        vl.addWidget(self.layer_title)
+        vl.addWidget(self.layer_table, 3)
+
+        # Analysis and search panels share the source model selected above.
+        source = self.source.currentData
+        self.sensitivity = SensitivityPanel(state, router, source)
+        self.autoquant = AutoquantPanel(state, router, source)
+        self.actsim = ActSimPanel(state, router, source)
+        self.recovery = RecoveryPanel(state, router, source)
+        self.tools = QTabWidget()
+        self.tools.addTab(variants_page, "Variants")
+        self.tools.addTab(self.sensitivity, "Sensitivity")
+        self.tools.addTab(self.autoquant, "Autoquant (budget)")
+        self.tools.addTab(self.actsim, "int8 activations")
+        self.tools.addTab(self.recovery, "Recovery (QAT / distillation)")
+        for panel in (self.autoquant, self.recovery):
+            panel.variant_created.connect(self.variant_created)
+
         layout = QVBoxLayout(self)
         layout.addWidget(settings_box)
-        layout.addWidget(QLabel("Variants made in this session"))
-        layout.addWidget(self.variant_table, 2)
-        self.layer_title = QLabel("Per-layer storage of the last variant")
-        layout.addWidget(self.layer_title)
-        layout.addWidget(self.layer_table, 3)
+        layout.addWidget(self.tools, 1)
 
         state.models_changed.connect(self._refresh_sources)
         self._recipe_changed(self.recipe.currentText())
@@ -126,9 +154,23 @@ class QuantizeTab(QWidget):
 
     @Slot(str)
     def _recipe_changed(self, name: str) -> None:
-        self.group_size.setEnabled(name.startswith("int"))
-        default = "group-wise affine weights (convolutions included)"
-        self.help.setText(RECIPE_HELP.get(name) or lm_support.LM_RECIPE_HELP.get(name, default))
+        self.group_size.setEnabled(name.startswith(("int", "mixed")))
+        if name.lower().endswith(".json"):
+            self.help.setText(f"per-layer settings from {name}")
+        elif name in lm_support.LM_RECIPE_HELP:
+            self.help.setText(lm_support.LM_RECIPE_HELP[name])
+        else:
+            self.help.setText(RECIPE_HELP.get(name, describe(name)))
+
+    @Slot()
+    def choose_recipe_file(self, path: str | None = None) -> None:
+        if path is None:
+            path, _ = QFileDialog.getOpenFileName(self, "Recipe file", "", "JSON (*.json)")
+            if not path:
+                return
+        if self.recipe.findText(path) < 0:
+            self.recipe.addItem(path)
+        self.recipe.setCurrentText(path)
 
     def set_source(self, path: str) -> None:
         i = self.source.findData(path)
@@ -142,9 +184,10 @@ class QuantizeTab(QWidget):
             self.window().show_error("Quantize", "no float model to quantize: open or import one first")
             return
         recipe = self.recipe.currentText()
-        gs = int(self.group_size.currentText()) if recipe.startswith("int") else None
+        gs = int(self.group_size.currentText()) if recipe.startswith(("int", "mixed")) else None
         s = settings()
-        s.setValue("quantize/recipe", recipe)
+        if not recipe.lower().endswith(".json"):
+            s.setValue("quantize/recipe", recipe)
         s.setValue("quantize/group_size", self.group_size.currentText())
         if lm_support.is_language(self.state, path):
             job = lm_support.quantize_job(path, recipe, gs if recipe.startswith("int") else None)
@@ -164,6 +207,7 @@ class QuantizeTab(QWidget):
 
     def _on_result(self, outcome: QuantizeOutcome) -> None:
         self.variants.append(outcome)
+        self.actsim.variant = outcome.path
         self.layers.set_rows(list(outcome.card.layers))
         self.layer_title.setText(f"Per-layer storage of {outcome.card.name}")
         self.layer_table.resizeColumnsToContents()
@@ -179,4 +223,5 @@ class QuantizeTab(QWidget):
         self.cancel_btn.setEnabled(False)
 
     def busy(self) -> bool:
-        return self._job is not None
+        panels = (self.sensitivity, self.autoquant, self.actsim, self.recovery)
+        return self._job is not None or any(p.busy() for p in panels)

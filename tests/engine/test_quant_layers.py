@@ -1,4 +1,4 @@
-"""Quantized layers against dequantize-then-float references."""
+"""Quantized layers against dequantize-then-float references, for every mode and layout."""
 
 from __future__ import annotations
 
@@ -8,7 +8,13 @@ import numpy as np
 import pytest
 
 from engine.models.layers import DepthwiseConv2d, shifted_taps
-from engine.quant.layers import QuantizedConv2d, QuantizedDepthwiseConv2d
+from engine.quant.apply import layer_kind, quantize_layer
+from engine.quant.formats import parse_spec, supported_modes
+from engine.quant.layers import QuantizedConv2d, QuantizedDepthwiseConv2d, quantize_matrix
+from engine.quant.sizing import choose_layout
+
+MODES = [("affine", 8, 64), ("affine", 4, 32), ("affine", 4, 128), ("affine", 2, 64), ("affine", 3, 32)]
+MODES += [(m, b, g) for m, b, g in (("mxfp4", 4, 32), ("mxfp8", 8, 32), ("nvfp4", 4, 16)) if m in supported_modes()]
 
 
 def _conv(in_ch, out_ch, k, stride, padding, groups=1, bias=True, seed=0):
@@ -20,22 +26,25 @@ def _conv(in_ch, out_ch, k, stride, padding, groups=1, bias=True, seed=0):
     return conv
 
 
-@pytest.mark.parametrize(
-    "in_ch,out_ch,k,stride,padding,groups",
-    [
-        (1, 16, 3, 1, 1, 1),  # 1-channel stem: reduction 9 padded to the group size
-        (3, 32, 3, 2, 1, 1),  # RGB stem, strided
-        (16, 32, 1, 1, 0, 1),  # pointwise
-        (32, 64, 3, 2, 1, 1),
-        (64, 24, 1, 2, 0, 1),  # strided 1x1 (ResNet downsample)
-        (8, 16, 7, 2, 3, 1),  # 7x7 stem
-        (16, 32, 3, 1, 1, 4),  # grouped, not depthwise
-    ],
-)
-@pytest.mark.parametrize("bits,group_size", [(8, 64), (4, 32), (4, 128), (2, 64)])
-def test_quantized_conv_equals_dequantized_float_conv(in_ch, out_ch, k, stride, padding, groups, bits, group_size):
+CONVS = [
+    (1, 16, 3, 1, 1, 1),  # 1-channel stem: reduction 9 padded to the group size
+    (3, 32, 3, 2, 1, 1),  # RGB stem, strided
+    (16, 32, 1, 1, 0, 1),  # pointwise
+    (32, 64, 3, 2, 1, 1),
+    (64, 24, 1, 2, 0, 1),  # strided 1x1 (ResNet downsample)
+    (8, 16, 7, 2, 3, 1),  # 7x7 stem
+    (16, 32, 3, 1, 1, 4),  # grouped, not depthwise
+    (5, 7, 3, 1, 1, 1),  # odd sizes everywhere (nvfp4's even-group rule)
+]
+
+
+@pytest.mark.parametrize("in_ch,out_ch,k,stride,padding,groups", CONVS)
+@pytest.mark.parametrize("mode,bits,group_size", MODES)
+def test_quantized_conv_equals_dequantized_float_conv(
+    in_ch, out_ch, k, stride, padding, groups, mode, bits, group_size
+):
     conv = _conv(in_ch, out_ch, k, stride, padding, groups)
-    q = QuantizedConv2d.from_conv2d(conv, group_size=group_size, bits=bits)
+    q = QuantizedConv2d.from_conv2d(conv, group_size=group_size, bits=bits, mode=mode)
     x = mx.random.normal((2, 11, 13, in_ch))
     w = q.dequantized_weight()
     assert w.shape == conv.weight.shape
@@ -43,6 +52,71 @@ def test_quantized_conv_equals_dequantized_float_conv(in_ch, out_ch, k, stride, 
     out = q(x)
     assert out.shape == conv(x).shape
     np.testing.assert_allclose(np.array(out), np.array(ref), rtol=1e-4, atol=1e-4)
+
+
+@pytest.mark.parametrize("mode,bits,group_size", MODES)
+@pytest.mark.parametrize("stride", [1, 2])
+@pytest.mark.parametrize("channels", [16, 96, 40])
+def test_quantized_depthwise_equals_dequantized_reference(mode, bits, group_size, stride, channels):
+    mx.random.seed(1)
+    dw = DepthwiseConv2d(channels, 3, stride, 1, bias=True)
+    dw.bias = mx.random.normal((channels,))
+    mx.eval(dw.parameters())
+    q = QuantizedDepthwiseConv2d.from_module(dw, group_size=group_size, bits=bits, mode=mode)
+    x = mx.random.normal((2, 9, 10, channels))
+    w = q.dequantized_weight()
+    ref = mx.conv2d(x, w, stride=stride, padding=1, groups=channels) + dw.bias
+    np.testing.assert_allclose(np.array(q(x)), np.array(ref), rtol=1e-4, atol=1e-4)
+
+
+@pytest.mark.parametrize("mode,bits,group_size", MODES)
+def test_quantized_linear_equals_dequantized_reference(mode, bits, group_size):
+    mx.random.seed(4)
+    lin = nn.Linear(128, 10)
+    mx.eval(lin.parameters())
+    q, entry = quantize_layer(lin, "linear", parse_spec({"mode": mode, "bits": bits, "group_size": group_size}))
+    assert isinstance(q, nn.QuantizedLinear) and entry["bits"] == bits
+    w = mx.dequantize(q.weight, q.scales, q.get("biases"), group_size=q.group_size, bits=q.bits, mode=q.mode)
+    x = mx.random.normal((3, 128))
+    np.testing.assert_allclose(np.array(q(x)), np.array(x @ w.T + lin.bias), rtol=1e-4, atol=1e-4)
+
+
+def _unpack(wq: np.ndarray, bits: int) -> np.ndarray:
+    """Unpack MLX's uint32 words (little-endian fields) for 2, 4 and 8 bits, independently of MLX."""
+    per = 32 // bits
+    shifts = np.arange(per, dtype=np.uint32) * bits
+    vals = (wq[..., None] >> shifts) & np.uint32((1 << bits) - 1)
+    return vals.reshape(wq.shape[0], -1).astype(np.float64)
+
+
+@pytest.mark.parametrize("bits", [2, 4, 8])
+@pytest.mark.parametrize("group_size", [32, 64, 128])
+def test_affine_codes_rebuild_the_weight_within_one_step(bits, group_size):
+    """q * scale + bias from the packed codes (numpy) equals MLX's dequantize and the weight to one step.
+
+    (MLX moves the scale so the group's larger-magnitude end is exact, so the far end may be off by up
+    to one step rather than half.)"""
+    rng = np.random.default_rng(bits + group_size)
+    w = rng.standard_normal((6, 200)).astype(np.float32)
+    wq, scales, biases = quantize_matrix(mx.array(w), group_size, bits, "affine")
+    q = _unpack(np.array(wq), bits)
+    s = np.repeat(np.array(scales, dtype=np.float64), group_size, axis=1)
+    b = np.repeat(np.array(biases, dtype=np.float64), group_size, axis=1)
+    rebuilt = (q * s + b)[:, :200]
+    deq = np.array(mx.dequantize(wq, scales, biases, group_size=group_size, bits=bits))[:, :200]
+    np.testing.assert_allclose(rebuilt, deq, rtol=1e-6, atol=1e-6)
+    assert np.all(np.abs(rebuilt - w) <= np.abs(s[:, :200]) + 1e-5)
+    assert q.max() <= 2**bits - 1
+
+
+def test_layout_choice_takes_a_smaller_group_only_when_it_stores_less():
+    spec = parse_spec("int4")
+    assert choose_layout("conv", (32, 3, 3, 3), spec).group_size == 32  # reduction 27: pad to 32, not 64
+    assert choose_layout("conv", (96, 1, 1, 16), spec).group_size == 32
+    assert choose_layout("conv", (64, 3, 3, 32), spec).group_size == 64  # 288 -> 320 either way; fewer scales
+    assert choose_layout("depthwise", (144, 3, 3, 1), spec, "float16").group_size == 32  # 160 columns, not 192
+    assert choose_layout("conv", (32, 3, 3, 3), spec, adapt=False).group_size == 64
+    assert choose_layout("linear", (10, 96), spec).group_size == 32  # 96 is no multiple of 64
 
 
 def test_quantized_conv_stores_low_bit_weights():
@@ -65,20 +139,6 @@ def test_quantization_error_shrinks_with_bits(bits, expected_max_err):
     assert rel.item() < expected_max_err
 
 
-@pytest.mark.parametrize("stride", [1, 2])
-@pytest.mark.parametrize("channels,group_size", [(16, 32), (96, 64), (40, 32)])
-def test_quantized_depthwise_equals_dequantized_reference(stride, channels, group_size):
-    mx.random.seed(1)
-    dw = DepthwiseConv2d(channels, 3, stride, 1, bias=True)
-    dw.bias = mx.random.normal((channels,))
-    mx.eval(dw.parameters())
-    q = QuantizedDepthwiseConv2d.from_module(dw, group_size=group_size, bits=4)
-    x = mx.random.normal((2, 9, 10, channels))
-    w = q.dequantized_weight()
-    ref = mx.conv2d(x, w, stride=stride, padding=1, groups=channels) + dw.bias
-    np.testing.assert_allclose(np.array(q(x)), np.array(ref), rtol=1e-4, atol=1e-4)
-
-
 def test_shifted_taps_equals_grouped_conv():
     mx.random.seed(2)
     x = mx.random.normal((2, 12, 12, 8))
@@ -91,4 +151,5 @@ def test_shifted_taps_equals_grouped_conv():
 def test_depthwise_conv2d_module_is_recognised_from_nn_conv2d():
     conv = nn.Conv2d(16, 16, 3, padding=1, groups=16, bias=False)
     assert QuantizedDepthwiseConv2d.is_depthwise(conv)
+    assert layer_kind(conv) == "depthwise"
     assert not QuantizedDepthwiseConv2d.is_depthwise(nn.Conv2d(16, 16, 3, padding=1))

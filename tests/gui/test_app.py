@@ -48,7 +48,8 @@ def test_quantize_adds_a_variant_with_quantized_convolutions(qtbot, window):
     out = q.variants.row_at(0)
     assert out.recipe == "int4" and Path(out.path).is_dir()
     formats = {r.name: r.format for r in out.card.layers}
-    assert formats["conv4.conv"] == "int4/g64" and formats["dw.conv"] == "int4/g64"
+    # The depthwise layer may take a smaller group when that stores fewer bytes (per-layer layout).
+    assert formats["conv4.conv"] == "int4/g64" and formats["dw.conv"] in ("int4/g64", "int4/g32")
     assert out.card.size_on_disk < 0.25 * out.source.size_on_disk
     qtbot.waitUntil(lambda: q.run_btn.isEnabled(), timeout=5000)
     assert any(e.recipe == "int4" for e in window.state.entries())

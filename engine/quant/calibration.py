@@ -1,0 +1,117 @@
+"""Calibration data and output comparisons shared by sensitivity, budget search and activation simulation."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass
+
+import mlx.core as mx
+import mlx.nn as nn
+import numpy as np
+
+from engine.data.datasets import open_dataset
+from engine.errors import Cancelled, UserError
+from engine.evaluate.runner import label_mapping
+
+DEFAULT_CALIBRATION = "default-val"
+
+
+@dataclass(frozen=True)
+class LabelledImages:
+    """Preprocessed float32 NHWC images with labels in the model's class order."""
+
+    name: str
+    x: np.ndarray
+    y: np.ndarray
+
+    def __len__(self) -> int:
+        return int(self.y.shape[0])
+
+    def subset(self, n: int, seed: int = 0) -> LabelledImages:
+        """``n`` images drawn without replacement (all of them when n >= len)."""
+        if n >= len(self):
+            return self
+        idx = np.sort(np.random.default_rng(seed).choice(len(self), size=n, replace=False))
+        return LabelledImages(f"{self.name}[{n}]", self.x[idx], self.y[idx])
+
+
+def load_images(
+    bundle,
+    data: str,
+    limit: int | None = None,
+    seed: int = 0,
+    should_stop: Callable[[], bool] | None = None,
+) -> LabelledImages:
+    """Up to ``limit`` images of a dataset (a seeded random subset when it holds more), preprocessed for ``bundle``.
+
+    Raises:
+        UserError: unreadable dataset, class-count mismatch, or no readable image.
+    """
+    dataset = open_dataset(data)
+    mapping = label_mapping(bundle, dataset)
+    n = len(dataset)
+    idx = np.arange(n)
+    if limit is not None and limit < n:
+        idx = np.sort(np.random.default_rng(seed).choice(n, size=limit, replace=False))
+    prep = bundle.preprocessing
+    arrays, labels = [], []
+    for k, i in enumerate(idx):
+        if should_stop is not None and k % 64 == 0 and should_stop():
+            raise Cancelled()
+        try:
+            arrays.append(dataset.load_uint8(int(i), prep))
+        except UserError as exc:
+            dataset.skipped.append((dataset.identifier(int(i)), str(exc)))
+            continue
+        labels.append(int(dataset.labels[i]))
+    if not arrays:
+        raise UserError(f"no readable image in dataset '{dataset.name}'")
+    y = np.asarray(labels, dtype=np.int64)
+    if mapping is not None:
+        y = mapping[y]
+    name = str(data) if str(data) in ("default", "default-val") else dataset.name
+    return LabelledImages(name, prep.normalize(np.stack(arrays)), y)
+
+
+def logits_of(
+    model: nn.Module,
+    x: np.ndarray,
+    batch_size: int = 128,
+    should_stop: Callable[[], bool] | None = None,
+) -> np.ndarray:
+    """float32 logits of ``model`` on ``x``, computed in batches (float32 activations)."""
+    out = []
+    for start in range(0, x.shape[0], batch_size):
+        if should_stop is not None and should_stop():
+            raise Cancelled()
+        y = model(mx.array(x[start : start + batch_size]))
+        mx.eval(y)
+        out.append(np.array(y.astype(mx.float32)))
+    return np.concatenate(out)
+
+
+def log_softmax(logits: np.ndarray) -> np.ndarray:
+    z = logits.astype(np.float64)
+    z = z - z.max(axis=1, keepdims=True)
+    return z - np.log(np.exp(z).sum(axis=1, keepdims=True))
+
+
+@dataclass(frozen=True)
+class OutputChange:
+    """How far a model's outputs moved from a reference's on the same images."""
+
+    kl: float  # mean KL(reference || model) over images, in nats
+    flip_rate: float  # share of images whose top-1 class changed
+    accuracy: float | None  # top-1 accuracy of the model, when labels are known
+
+    @staticmethod
+    def between(ref_logits: np.ndarray, logits: np.ndarray, labels: np.ndarray | None = None) -> OutputChange:
+        lp, lq = log_softmax(ref_logits), log_softmax(logits)
+        kl = float(np.mean(np.sum(np.exp(lp) * (lp - lq), axis=1)))
+        flips = float(np.mean(ref_logits.argmax(1) != logits.argmax(1)))
+        acc = None if labels is None else float(np.mean(logits.argmax(1) == labels))
+        return OutputChange(max(kl, 0.0), flips, acc)
+
+
+def accuracy(logits: np.ndarray, labels: np.ndarray) -> float:
+    return float(np.mean(logits.argmax(1) == labels))

@@ -1,0 +1,75 @@
+"""The Quantize tab's analysis panels clicked through on the real engine thread."""
+
+from __future__ import annotations
+
+import csv
+
+import numpy as np
+import pytest
+from PySide6.QtCore import Qt
+
+pytest.importorskip("pytestqt")
+
+
+@pytest.fixture
+def quantize_tab(qtbot):
+    from gui.app import MainWindow
+
+    w = MainWindow()
+    qtbot.addWidget(w)
+    w.show()
+    tab = w.quantize_tab
+    qtbot.waitUntil(lambda: tab.source.count() > 0, timeout=20000)
+    w.tabs.setCurrentWidget(tab)
+    yield w, tab
+    w.close()
+    assert w.engine.thread.isFinished()
+
+
+def test_sensitivity_bars_csv_and_autoquant_variant(quantize_tab, qtbot, tmp_path):
+    w, tab = quantize_tab
+    panel = tab.sensitivity
+    tab.tools.setCurrentWidget(panel)
+    panel.formats.setText("int2,int8")
+    panel.calib.setValue(16)
+    qtbot.mouseClick(panel.run_btn, Qt.LeftButton)
+    qtbot.waitUntil(lambda: panel.export_btn.isEnabled(), timeout=60000)
+    report = panel.report
+    bars = panel.bars()
+    assert set(bars) == {"int2", "int8"}
+    names, heights = bars["int2"]
+    assert names == [layer.path for layer in report.layers]
+    np.testing.assert_allclose(heights, [report.row(n, "int2").kl for n in names])
+    panel.metric.setCurrentIndex(1)
+    np.testing.assert_allclose(panel.bars()["int8"][1], [100 * report.row(n, "int8").flip_rate for n in names])
+    w.grab().save(str(tmp_path / "sensitivity.png"))
+    out = tmp_path / "s.csv"
+    panel.export_csv(str(out))
+    with open(out, newline="") as f:
+        rows = list(csv.DictReader(f))
+    assert len(rows) == 2 * len(report.layers)
+
+    aq = tab.autoquant
+    tab.tools.setCurrentWidget(aq)
+    aq.kind.setCurrentIndex(aq.kind.findData("bpw"))
+    aq.value.setValue(3.5)
+    aq.calib.setValue(16)
+    with qtbot.waitSignal(tab.variant_created, timeout=60000) as blocker:
+        qtbot.mouseClick(aq.run_btn, Qt.LeftButton)
+    assert "auto-bpw3.5" in blocker.args[0]
+    assert "chosen" in aq.trace.toPlainText() and "met" in aq.status.text()
+    qtbot.waitUntil(lambda: aq.run_btn.isEnabled(), timeout=5000)
+
+
+def test_recovery_runs_live_and_cancels(quantize_tab, qtbot):
+    w, tab = quantize_tab
+    panel = tab.recovery
+    tab.tools.setCurrentWidget(panel)
+    panel.epochs.setValue(50)  # long enough that only cancel ends it
+    qtbot.mouseClick(panel.run_btn, Qt.LeftButton)
+    assert tab.busy()
+    qtbot.waitUntil(lambda: len(panel.loss_plot.values("loss")) >= 2, timeout=60000)
+    assert np.all(np.isfinite(panel.loss_plot.values("loss")))
+    qtbot.mouseClick(panel.cancel_btn, Qt.LeftButton)
+    qtbot.waitUntil(lambda: panel.run_btn.isEnabled(), timeout=30000)
+    assert panel.status.text() == "cancelled" and not tab.busy()
