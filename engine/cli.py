@@ -127,7 +127,13 @@ def build_parser() -> argparse.ArgumentParser:
 # Handlers take the parsed args and return an exit code; they raise UserError for bad input.
 # A module that adds options to a shared command uses add_shared_option, so two feature
 # modules may both need the same option (e.g. evaluate --compare) without a clash.
-EXTENSIONS: list[str] = ["engine.quant.cli", "engine.evaluate.cli", "engine.llm.cli", "engine.serve.cli"]
+EXTENSIONS: list[str] = [
+    "engine.quant.cli",
+    "engine.evaluate.cli",
+    "engine.sweep_cli",
+    "engine.llm.cli",
+    "engine.serve.cli",
+]
 
 
 def add_shared_option(parser: argparse.ArgumentParser, *flags: str, **kwargs) -> None:

@@ -8,7 +8,6 @@ a frozen result. Jobs never print and never touch Qt.
 
 from __future__ import annotations
 
-import gc
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -18,6 +17,7 @@ from typing import Any
 import numpy as np
 
 from engine import paths
+from engine.bench.coldload import cold_load
 from engine.bench.harness import BenchmarkResult, BenchmarkSettings, IterationSample, run_benchmark
 from engine.bundle import ModelBundle, load_bundle, resolve_model_path
 from engine.data.datasets import open_dataset
@@ -103,10 +103,9 @@ class Workspace:
             self._bundles.clear()
         else:
             self._bundles.pop(resolve_model_path(spec).resolve(), None)
-        gc.collect()
-        import mlx.core as mx
+        from engine.bench.memory import release_memory
 
-        mx.clear_cache()
+        release_memory()
 
 
 # -- results ----------------------------------------------------------------------
@@ -326,40 +325,39 @@ class BenchmarkJob:
 
     def run(self, ctx: JobContext, ws: Workspace) -> BenchmarkOutcome:
         self.settings.validate()
-        load_time = None
+        load = None
         if self.cold_load:
-            # Time a load from disk, not the cached copy.
-            ws.forget(self.model)
-            t0 = time.perf_counter()
-            bundle = ws.bundle(self.model)
-            load_time = time.perf_counter() - t0
+            # From disk: the cached copy is dropped and the OS page cache evicted where possible.
+            bundle, load = cold_load(ws, self.model)
         else:
             bundle = ws.bundle(self.model)
 
         def on_sample(sample: IterationSample) -> None:
             ctx.partial(sample)
 
-        result = run_benchmark(bundle, self.settings, load_time, on_sample, ctx.progress, ctx.should_stop)
-        record = None
-        if self.store:
-            record = ws.store.add(
-                RunRecord(
-                    kind="benchmark",
-                    model_name=bundle.name,
-                    model_path=str(bundle.path),
-                    model_hash=result.model_hash,
-                    recipe=bundle.recipe_name,
-                    metrics=result.summary(),
-                    settings={
-                        "batch_size": self.settings.batch_size,
-                        "iters": self.settings.iters,
-                        "warmup": self.settings.warmup,
-                    },
-                    environment=result.environment,
-                    samples=tuple((s.index, s.latency_ms, s.active_memory, s.rss) for s in result.samples),
-                )
-            )
+        result = run_benchmark(bundle, self.settings, None, on_sample, ctx.progress, ctx.should_stop, load=load)
+        record = ws.store.add(benchmark_record(bundle, result)) if self.store else None
         return BenchmarkOutcome(result, record)
+
+
+def benchmark_record(bundle: ModelBundle, result: BenchmarkResult, settings: dict | None = None) -> RunRecord:
+    """The stored form of a benchmark run; ``settings`` adds to the recorded settings."""
+    s = result.settings
+    recorded = {"batch_size": s.batch_size, "iters": s.iters, "warmup": s.warmup, "cold_load": result.load is not None}
+    if result.load is not None:
+        recorded["page_cache_evicted"] = result.load.page_cache_evicted
+        recorded["page_cache_resident_fraction"] = result.load.resident_fraction
+    return RunRecord(
+        kind="benchmark",
+        model_name=bundle.name,
+        model_path=str(bundle.path),
+        model_hash=result.model_hash,
+        recipe=bundle.recipe_name,
+        metrics=result.summary(),
+        settings={**recorded, **(settings or {})},
+        environment=result.environment,
+        samples=tuple((x.index, x.latency_ms, x.active_memory, x.rss) for x in result.samples),
+    )
 
 
 @dataclass(frozen=True)

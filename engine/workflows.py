@@ -5,37 +5,15 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from engine.bench.harness import BenchmarkSettings, IterationSample
-from engine.fileio import write_csv
-from engine.jobs import BenchmarkJob, EvaluateJob, JobContext, QuantizeJob, Workspace
-from engine.model_card import human_bytes
+from engine.bench.harness import BenchmarkSettings
+from engine.jobs import JobContext, Workspace
 from engine.report.plots import latency_plot, tradeoff_plot
+from engine.sweeps import SWEEP_COLUMNS, SweepJob, SweepRow, VariantSample, format_variant_table
+
+__all__ = ["DEMO_COLUMNS", "DEMO_RECIPES", "DemoJob", "DemoOutcome", "DemoRow", "VariantSample", "format_demo_table"]
 
 DEMO_RECIPES = ("fp16", "int8", "int4")
-DEMO_COLUMNS = [
-    "variant",
-    "recipe",
-    "accuracy",
-    "macro_f1",
-    "latency_mean_ms",
-    "latency_p50_ms",
-    "latency_p90_ms",
-    "latency_p99_ms",
-    "throughput_ips",
-    "peak_memory_bytes",
-    "size_on_disk_bytes",
-    "bits_per_weight",
-    "compression_ratio",
-    "model_path",
-]
-
-
-@dataclass(frozen=True)
-class VariantSample:
-    """A benchmark iteration of one demo variant, streamed for the live plot."""
-
-    variant: str
-    sample: IterationSample
+DEMO_COLUMNS = SWEEP_COLUMNS  # the demo is a recipe sweep; its summary.csv has the sweep's columns
 
 
 @dataclass(frozen=True)
@@ -55,7 +33,11 @@ class DemoOutcome:
 
 @dataclass(frozen=True)
 class DemoJob:
-    """Quantize the model with each recipe, then evaluate and benchmark every variant."""
+    """The float model and each recipe: quantize, evaluate and benchmark (a recipe sweep), plus two PNGs.
+
+    Every variant is stored as a ``sweep`` run the moment it is done, and
+    ``summary.csv`` is rewritten after each, as for any sweep.
+    """
 
     out: str
     model: str = "default"
@@ -67,52 +49,20 @@ class DemoJob:
 
     def run(self, ctx: JobContext, ws: Workspace) -> DemoOutcome:
         out = Path(self.out).expanduser()
-        out.mkdir(parents=True, exist_ok=True)
-        source = ws.bundle(self.model)
-        variants = [(str(source.path), "fp32")]
-        steps = len(self.recipes) + 2 * (len(self.recipes) + 1)
-        done = 0
+        rows: list[DemoRow] = []
 
-        def stage(label: str):
-            return ctx.scaled(done / steps, (done + 1) / steps, f"{label}: ")
+        def forward(payload) -> None:
+            if isinstance(payload, SweepRow):
+                rows.append(DemoRow(payload.values, payload.latencies_ms))
+                ctx.partial(rows[-1])
+            elif isinstance(payload, VariantSample):
+                ctx.partial(payload)
 
-        for recipe in self.recipes:
-            ctx.check()
-            q = QuantizeJob(self.model, recipe, str(out / "models" / f"{source.name}-{recipe}"))
-            outcome = q.run(JobContext(stage(f"quantize {recipe}"), None, ctx.should_stop), ws)
-            variants.append((outcome.path, outcome.recipe))
-            done += 1
-
-        rows = []
-        for path, recipe in variants:
-            ctx.check()
-            ev = EvaluateJob(path, self.data, limit=self.eval_limit).run(
-                JobContext(stage(f"evaluate {recipe}"), None, ctx.should_stop), ws
-            )
-            done += 1
-
-            def forward(sample: IterationSample, recipe=recipe) -> None:
-                ctx.partial(VariantSample(recipe, sample))
-
-            bm = BenchmarkJob(path, self.bench).run(
-                JobContext(stage(f"benchmark {recipe}"), forward, ctx.should_stop), ws
-            )
-            done += 1
-            summary = bm.result.summary()
-            values = {
-                "variant": bm.result.model_name,
-                "recipe": recipe,
-                "accuracy": ev.result.report.accuracy,
-                "macro_f1": ev.result.report.macro_f1,
-                **{k: summary.get(k) for k in DEMO_COLUMNS if k in summary},
-                "model_path": path,
-            }
-            row = DemoRow(values, bm.result.latencies_ms)
-            rows.append(row)
-            ctx.partial(row)
-
+        recipes = ("fp32", *(r for r in self.recipes if r.strip().lower() != "fp32"))
+        sweep = SweepJob(self.model, recipes, self.data, str(out), self.bench, self.eval_limit, plots=False)
+        done = sweep.run(JobContext(ctx.scaled(0.0, 0.95), forward, ctx.should_stop), ws)
         files = [
-            write_csv(out / "summary.csv", DEMO_COLUMNS, ([r.values.get(c) for c in DEMO_COLUMNS] for r in rows)),
+            *done.files,
             latency_plot(
                 {r.values["recipe"]: r.latencies_ms for r in rows},
                 out / "latency.png",
@@ -134,13 +84,4 @@ class DemoJob:
 
 
 def format_demo_table(rows: tuple[DemoRow, ...]) -> str:
-    head = f"{'recipe':<8}{'accuracy':>10}{'macro-F1':>10}{'p50 ms':>10}{'p99 ms':>10}{'size':>11}{'bits/w':>8}{'ratio':>7}"
-    lines = [head, "-" * len(head)]
-    for r in rows:
-        v = r.values
-        lines.append(
-            f"{v['recipe']:<8}{100 * v['accuracy']:>9.2f}%{v['macro_f1']:>10.4f}{v['latency_p50_ms']:>10.3f}"
-            f"{v['latency_p99_ms']:>10.3f}{human_bytes(v['size_on_disk_bytes']):>11}{v['bits_per_weight']:>8.2f}"
-            f"{v['compression_ratio']:>7.2f}"
-        )
-    return "\n".join(lines)
+    return format_variant_table(r.values for r in rows)

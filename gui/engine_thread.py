@@ -8,6 +8,7 @@ frozen results back through signals carrying the job id.
 
 from __future__ import annotations
 
+import gc
 import itertools
 import threading
 import time
@@ -15,7 +16,7 @@ import traceback
 from collections import deque
 from dataclasses import dataclass
 
-from PySide6.QtCore import QObject, QThread, Signal, Slot
+from PySide6.QtCore import QObject, QThread, QTimer, Signal, Slot
 
 from engine.errors import Cancelled, UserError
 from engine.jobs import JobContext, Workspace
@@ -154,6 +155,41 @@ class EngineWorker(QObject):
             self.finished.emit(jid)
 
 
+class MainThreadGC(QObject):
+    """Cyclic garbage collection on the GUI thread only, while an engine thread runs.
+
+    Python collects cycles in whichever thread happens to allocate; when that is the engine
+    thread and the garbage holds Qt wrappers (closed dialogs, old plot items), PySide
+    finalizes them off the GUI thread and can deadlock against it (seen as a hang inside
+    gc.collect on the engine thread). So automatic collection is switched off while any
+    engine lives and a timer here collects by the same generation thresholds.
+    """
+
+    _users = 0
+
+    def __init__(self, parent: QObject | None = None, interval_ms: int = 500):
+        super().__init__(parent)
+        MainThreadGC._users += 1
+        gc.disable()
+        self.timer = QTimer(self)
+        self.timer.timeout.connect(self.check)
+        self.timer.start(interval_ms)
+
+    @Slot()
+    def check(self) -> None:
+        t0, t1, t2 = gc.get_threshold()
+        c0, c1, c2 = gc.get_count()
+        if c0 > t0:
+            gc.collect(2 if c2 > t2 else 1 if c1 > t1 else 0)
+
+    def stop(self) -> None:
+        if self.timer.isActive():
+            self.timer.stop()
+            MainThreadGC._users -= 1
+            if MainThreadGC._users == 0:
+                gc.enable()
+
+
 class Engine(QObject):
     """Owns the QThread and the worker; the GUI's handle on the engine."""
 
@@ -163,6 +199,7 @@ class Engine(QObject):
         self.thread.setObjectName("mlx-engine")
         self.worker = EngineWorker(store)
         self.worker.moveToThread(self.thread)
+        self.gc = MainThreadGC(self)
         self.thread.start()
 
     def submit(self, job) -> int:
@@ -181,4 +218,7 @@ class Engine(QObject):
                 p.cancel.set()
         self.worker.cancel(None)
         self.thread.quit()
-        return self.thread.wait(timeout_ms)
+        stopped = self.thread.wait(timeout_ms)
+        if stopped:
+            self.gc.stop()
+        return stopped

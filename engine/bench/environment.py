@@ -10,14 +10,57 @@ from functools import lru_cache
 
 import engine
 
+_statm = {"pid": -1, "fd": -1}
+
 
 def rss_bytes() -> int:
-    """Current resident set size of this process (peak RSS where current is unavailable)."""
+    """Current resident set size of this process, in bytes.
+
+    Linux: one ``pread`` of a kept-open /proc/self/statm (~4 us, against ~30 us
+    for open/read/close, which matters inside a timing loop). macOS:
+    ``proc_pidinfo``. Elsewhere the peak RSS stands in.
+    """
+    if sys.platform.startswith("linux"):
+        try:
+            pid = os.getpid()
+            if _statm["pid"] != pid:  # first call, or a forked child whose /proc/self moved
+                _statm["fd"] = os.open("/proc/self/statm", os.O_RDONLY)
+                _statm["pid"] = pid
+            return int(os.pread(_statm["fd"], 128, 0).split()[1]) * _PAGE_SIZE
+        except (OSError, ValueError, IndexError):
+            return peak_rss_bytes()
+    if sys.platform == "darwin":
+        rss = _darwin_rss()
+        if rss is not None:
+            return rss
+    return peak_rss_bytes()
+
+
+_PAGE_SIZE = os.sysconf("SC_PAGE_SIZE") if hasattr(os, "sysconf") else 4096
+
+
+@lru_cache(maxsize=1)
+def _libproc():
+    import ctypes
+    import ctypes.util
+
+    path = ctypes.util.find_library("proc")
+    return ctypes.CDLL(path) if path else None
+
+
+def _darwin_rss() -> int | None:
+    """pti_resident_size of struct proc_taskinfo (PROC_PIDTASKINFO = 4)."""
+    import ctypes
+
     try:
-        with open("/proc/self/statm") as f:
-            return int(f.read().split()[1]) * os.sysconf("SC_PAGE_SIZE")
-    except (OSError, ValueError, IndexError):
-        return peak_rss_bytes()
+        lib = _libproc()
+        if lib is None:
+            return None
+        buf = (ctypes.c_uint64 * 12)()  # proc_taskinfo is 96 bytes; the second field is the resident size
+        n = lib.proc_pidinfo(os.getpid(), 4, ctypes.c_uint64(0), buf, ctypes.sizeof(buf))
+        return int(buf[1]) if n >= 16 else None
+    except (OSError, AttributeError):
+        return None
 
 
 def peak_rss_bytes() -> int:

@@ -14,6 +14,7 @@ from dataclasses import dataclass, field
 import mlx.core as mx
 import numpy as np
 
+from engine.bench.coldload import LoadMeasurement
 from engine.bench.environment import environment, peak_rss_bytes, rss_bytes
 from engine.bundle import ModelBundle
 from engine.errors import Cancelled, UserError
@@ -62,13 +63,24 @@ class BenchmarkResult:
     samples: tuple[IterationSample, ...]
     first_inference_ms: float
     load_time_s: float | None
-    peak_memory: int
-    peak_rss: int
+    peak_memory: int  # MLX's peak from the first inference on
+    peak_rss: int  # largest RSS sampled during the run
     size_on_disk: int | None
     params: int
     bits_per_weight: float
     float_bytes: int  # the float model's size, for the compression ratio
     environment: dict = field(default_factory=dict)
+    # Wall time of the whole timed loop; minus the timed regions it is the harness's own cost.
+    loop_seconds: float = math.nan
+    load: LoadMeasurement | None = None
+    process_peak_rss: int = 0  # the process's lifetime peak (includes everything before this run)
+
+    @property
+    def harness_overhead_ms(self) -> float:
+        """Mean time per iteration spent outside the timed region (sampling, callbacks)."""
+        if not self.latencies_ms or math.isnan(self.loop_seconds):
+            return math.nan
+        return (1000.0 * self.loop_seconds - sum(self.latencies_ms)) / len(self.latencies_ms)
 
     def summary(self) -> dict[str, float]:
         lat = np.asarray(self.latencies_ms)
@@ -82,18 +94,24 @@ class BenchmarkResult:
             "latency_p50_ms": p50,
             "latency_p90_ms": percentile(lat, 90),
             "latency_p99_ms": percentile(lat, 99),
-            "throughput_ips": self.settings.batch_size / (lat.mean() / 1000.0),
+            "throughput_ips": float(self.settings.batch_size / (lat.mean() / 1000.0)),
             "first_inference_ms": self.first_inference_ms,
             "peak_memory_bytes": float(self.peak_memory),
             "peak_rss_bytes": float(self.peak_rss),
             "params": float(self.params),
             "bits_per_weight": self.bits_per_weight,
+            "harness_overhead_ms": self.harness_overhead_ms,
+            "process_peak_rss_bytes": float(self.process_peak_rss),
         }
         if self.load_time_s is not None:
             out["load_time_s"] = self.load_time_s
+        if self.load is not None:
+            out["load_peak_memory_bytes"] = float(self.load.peak_memory)
+            out["load_peak_rss_bytes"] = float(self.load.peak_rss)
         if self.size_on_disk is not None:
             out["size_on_disk_bytes"] = float(self.size_on_disk)
             out["compression_ratio"] = self.float_bytes / self.size_on_disk if self.size_on_disk else math.nan
+            out["float_reference_bytes"] = float(self.float_bytes)
         return out
 
 
@@ -129,48 +147,66 @@ def run_benchmark(
     on_sample: Callable[[IterationSample], None] | None = None,
     progress: Callable[[float, str], None] | None = None,
     should_stop: Callable[[], bool] | None = None,
+    load: LoadMeasurement | None = None,
 ) -> BenchmarkResult:
     """Time ``settings.iters`` forward passes after ``settings.warmup`` untimed ones.
+
+    Only the forward pass and its ``mx.eval`` sit between the two clock reads;
+    sampling memory, callbacks and progress happen outside the timed region,
+    and their cost is measured too (``harness_overhead_ms``).
 
     Args:
         bundle: the model; it runs in its own compute dtype.
         settings: batch size, iterations, warm-up.
         load_time_s: cold load time measured by the caller, recorded as is.
         on_sample: called after every timed iteration (the GUI throttles it).
-        progress: (fraction, message).
+        progress: (fraction, message), at most every 1 % of the iterations.
         should_stop: polled every iteration; Cancelled is raised within one iteration.
+        load: the cold load measurement, when the caller made one (its seconds win
+            over ``load_time_s``).
+
+    Raises:
+        Cancelled: should_stop() turned true.
     """
     settings.validate()
+    if load is not None:
+        load_time_s = load.seconds
     x = mx.array(benchmark_input(bundle, settings.batch_size, settings.seed))
     mx.eval(x)
     mx.reset_peak_memory()
+    forward = bundle.forward
+    clock = time.perf_counter
 
-    t0 = time.perf_counter()
-    mx.eval(bundle.forward(x))
-    first_ms = (time.perf_counter() - t0) * 1000.0
+    t0 = clock()
+    mx.eval(forward(x))
+    first_ms = (clock() - t0) * 1000.0
 
     for i in range(settings.warmup):
         if should_stop is not None and should_stop():
             raise Cancelled()
-        mx.eval(bundle.forward(x))
+        mx.eval(forward(x))
         if progress is not None:
             progress(0.0, f"warm-up {i + 1}/{settings.warmup}")
 
+    n = settings.iters
+    report_every = max(1, n // 100)
     latencies: list[float] = []
     samples: list[IterationSample] = []
-    for i in range(settings.iters):
+    loop_start = clock()
+    for i in range(n):
         if should_stop is not None and should_stop():
             raise Cancelled()
-        t0 = time.perf_counter()
-        mx.eval(bundle.forward(x))
-        dt = (time.perf_counter() - t0) * 1000.0
+        t0 = clock()
+        mx.eval(forward(x))
+        dt = (clock() - t0) * 1000.0
         latencies.append(dt)
         sample = IterationSample(i, dt, mx.get_active_memory(), rss_bytes())
         samples.append(sample)
         if on_sample is not None:
             on_sample(sample)
-        if progress is not None:
-            progress((i + 1) / settings.iters, f"iteration {i + 1}/{settings.iters}: {dt:.2f} ms")
+        if progress is not None and ((i + 1) % report_every == 0 or i + 1 == n):
+            progress((i + 1) / n, f"iteration {i + 1}/{n}: {dt:.2f} ms")
+    loop_seconds = clock() - loop_start
 
     card = model_card(bundle)
     return BenchmarkResult(
@@ -183,10 +219,13 @@ def run_benchmark(
         first_inference_ms=first_ms,
         load_time_s=load_time_s,
         peak_memory=int(mx.get_peak_memory()),
-        peak_rss=peak_rss_bytes(),
+        peak_rss=max([rss_bytes(), *(s.rss for s in samples)]),
         size_on_disk=bundle.size_on_disk(),
         params=card.params,
         bits_per_weight=card.bits_per_weight,
         float_bytes=float_reference_bytes(bundle, card.params),
         environment=environment(),
+        loop_seconds=loop_seconds,
+        load=load,
+        process_peak_rss=peak_rss_bytes(),
     )

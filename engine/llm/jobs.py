@@ -6,7 +6,6 @@ rewritten on disk is reloaded.
 
 from __future__ import annotations
 
-import gc
 import time
 import weakref
 from dataclasses import dataclass, field
@@ -59,10 +58,9 @@ def forget_models(ws: Workspace, spec: str | None = None) -> None:
         cache.clear()
     else:
         cache.pop(resolve_lm_spec(spec), None)
-    gc.collect()
-    import mlx.core as mx
+    from engine.bench.memory import release_memory
 
-    mx.clear_cache()
+    release_memory()
 
 
 def _env() -> dict:

@@ -11,7 +11,6 @@ arrives within a short window, up to ``max_batch``).
 
 from __future__ import annotations
 
-import gc
 import queue
 import threading
 import time
@@ -332,10 +331,11 @@ class InferenceWorker:
         if backend is not None:
             backend.close()
         del backend
-        gc.collect()
+        from engine.bench.memory import release_memory
+
+        release_memory()
         import mlx.core as mx
 
-        mx.clear_cache()
         # MLX needs its per-thread streams destroyed before the thread ends, or the process
         # may abort at exit ("terminate called without an active exception").
         mx.clear_streams()

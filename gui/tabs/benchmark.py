@@ -8,7 +8,7 @@ from PySide6.QtCore import Qt, Slot
 from PySide6.QtWidgets import (
     QComboBox,
     QFileDialog,
-    QFormLayout,
+    QGridLayout,
     QGroupBox,
     QHBoxLayout,
     QLabel,
@@ -17,6 +17,7 @@ from PySide6.QtWidgets import (
     QSpinBox,
     QSplitter,
     QTableView,
+    QTabWidget,
     QVBoxLayout,
     QWidget,
 )
@@ -30,7 +31,10 @@ from gui import lm_support
 from gui.router import JobRouter
 from gui.state import AppState, settings
 from gui.widgets.live_plot import LivePlot
+from gui.widgets.plot_export import save_plots_button
+from gui.widgets.sweep_panel import SweepInputs, SweepPanel
 from gui.widgets.table_model import Column, RawSortProxy, RecordTableModel, fmt_float, fmt_percent
+from gui.widgets.throughput_panel import ThroughputPanel
 
 MB = 1024.0 * 1024.0
 
@@ -95,25 +99,46 @@ class BenchmarkTab(QWidget):
         self.cancel_btn.setEnabled(False)
         self.cancel_btn.clicked.connect(self.cancel)
 
-        form = QFormLayout()
-        form.addRow("Model", self.model)
-        form.addRow("Batch size", self.batch)
-        form.addRow("Iterations", self.iters)
-        form.addRow("Warm-up", self.warmup)
-        form.addRow("Evaluation data", data_row)
+        # Two compact rows: the model and data fields take the spare width, the numbers keep theirs.
+        for spin in (self.batch, self.iters, self.warmup):
+            spin.setMinimumWidth(90)
+        self.model.setMinimumContentsLength(28)
+        grid = QGridLayout()
+        grid.setColumnStretch(1, 1)
+        cells = [
+            ("Model", self.model),
+            ("Batch size", self.batch),
+            ("Iterations", self.iters),
+            ("Warm-up", self.warmup),
+        ]
+        for col, (text, widget) in enumerate(cells):
+            label = QLabel(text)
+            label.setBuddy(widget)
+            grid.addWidget(label, 0, 2 * col)
+            grid.addWidget(widget, 0, 2 * col + 1)
+        data_label = QLabel("Evaluation data")
+        data_label.setBuddy(self.data)
+        grid.addWidget(data_label, 1, 0)
+        grid.addLayout(data_row, 1, 1)
         buttons = QHBoxLayout()
         for b in (self.bench_btn, self.eval_btn, self.demo_btn, self.cancel_btn):
             buttons.addWidget(b)
         buttons.addStretch(1)
-        form.addRow(buttons)
+        buttons.addWidget(save_plots_button(self, self.live_plots))
+        form = QVBoxLayout()
+        form.addLayout(grid)
+        form.addLayout(buttons)
         box = QGroupBox("Run")
         box.setLayout(form)
 
         self.latency_plot = LivePlot("Latency per iteration", "ms")
-        self.memory_plot = LivePlot("Memory per iteration", "MB")
+        # MLX's active memory (a few MB) and the process RSS (hundreds of MB) get an axis each.
+        self.memory_plot = LivePlot("MLX active memory per iteration", "MB")
+        self.rss_plot = LivePlot("Process RSS per iteration", "MB")
         plots = QSplitter(Qt.Orientation.Horizontal)
-        plots.addWidget(self.latency_plot)
-        plots.addWidget(self.memory_plot)
+        for plot in (self.latency_plot, self.memory_plot, self.rss_plot):
+            plots.addWidget(plot)
+        plots.setSizes([500, 400, 400])
 
         self.table_model = RecordTableModel(SESSION_COLUMNS, self)
         proxy = RawSortProxy(self)
@@ -134,9 +159,19 @@ class BenchmarkTab(QWidget):
         tl.addWidget(QLabel("This session's runs (every run is also in Results)"))
         tl.addWidget(self.table)
         tl.addWidget(self.status)
-        split.addWidget(table_w)
-        split.setStretchFactor(0, 3)
-        split.setStretchFactor(1, 2)
+        # Sweeps live in their own panels; their per-iteration samples feed the live plots above.
+        self.sweep_panel = SweepPanel(state, router, self._sweep_inputs)
+        self.throughput_panel = ThroughputPanel(state, router, self.model.currentData)
+        for panel in (self.sweep_panel, self.throughput_panel):
+            panel.started.connect(self._clear_live_plots)
+            panel.samples.connect(self._on_samples)
+        self.lower_tabs = QTabWidget()
+        self.lower_tabs.addTab(table_w, "This session")
+        self.lower_tabs.addTab(self.sweep_panel, "Recipe sweep")
+        self.lower_tabs.addTab(self.throughput_panel, "Batch sizes")
+        split.addWidget(self.lower_tabs)
+        split.setStretchFactor(0, 2)
+        split.setStretchFactor(1, 3)
         layout.addWidget(split, 1)
 
         state.models_changed.connect(self._refresh_models)
@@ -195,8 +230,7 @@ class BenchmarkTab(QWidget):
             return
         entry = self.state.entry(path)
         self._series = entry.display if entry else Path(path).name
-        self.latency_plot.clear_series()
-        self.memory_plot.clear_series()
+        self._clear_live_plots()
         self.status.setText(f"Benchmarking {self._series} …")
         if lm_support.is_language(self.state, path):
             # Language models: one iteration = one generated token; runs = iterations / 10.
@@ -222,8 +256,7 @@ class BenchmarkTab(QWidget):
         entry = self.state.entry(path)
         if entry is not None and (entry.quantized or entry.kind == "language"):
             path = str(paths.DEFAULT_MODEL_DIR.resolve())
-        self.latency_plot.clear_series()
-        self.memory_plot.clear_series()
+        self._clear_live_plots()
         self.status.setText("Demo: quantize fp16/int8/int4, evaluate and benchmark each …")
         out = paths.user_data_dir() / "demo"
         self._submit(
@@ -238,12 +271,39 @@ class BenchmarkTab(QWidget):
             self.router.cancel(self._job)
 
     def busy(self) -> bool:
-        return self._job is not None
+        return self._job is not None or self.sweep_panel.busy() or self.throughput_panel.busy()
+
+    def live_plots(self) -> list[tuple[str, LivePlot]]:
+        return [
+            ("Latency per iteration", self.latency_plot),
+            ("MLX memory per iteration", self.memory_plot),
+            ("Process RSS per iteration", self.rss_plot),
+        ]
+
+    @Slot()
+    def _clear_live_plots(self) -> None:
+        for _, plot in self.live_plots():
+            plot.clear_series()
+
+    def _sweep_inputs(self) -> SweepInputs | None:
+        """The form's model, data and settings for a recipe sweep (a float model is required)."""
+        path = self.model.currentData()
+        if not path:
+            return None
+        entry = self.state.entry(path)
+        if entry is not None and entry.quantized:
+            self.sweep_panel.status.setText(
+                f"{entry.display} is already quantized: pick a float model (e.g. the default model) to sweep recipes"
+            )
+            return None
+        self._remember()
+        return SweepInputs(path, self.data.text().strip() or "default", self._settings())
 
     # -- results -----------------------------------------------------------------------
     def _on_samples(self, payloads: tuple) -> None:
         lat: dict[str, list[float]] = {}
         mem: dict[str, list[float]] = {}
+        rss: dict[str, list[float]] = {}
         for p in payloads:
             if isinstance(p, VariantSample):
                 name, sample = p.variant, p.sample
@@ -260,12 +320,11 @@ class BenchmarkTab(QWidget):
             else:
                 continue
             lat.setdefault(name, []).append(sample.latency_ms)
-            mem.setdefault(f"{name} MLX", []).append(sample.active_memory / MB)
-            mem.setdefault(f"{name} RSS", []).append(sample.rss / MB)
-        for name, values in lat.items():
-            self.latency_plot.append(name, values)
-        for name, values in mem.items():
-            self.memory_plot.append(name, values)
+            mem.setdefault(name, []).append(sample.active_memory / MB)
+            rss.setdefault(name, []).append(sample.rss / MB)
+        for plot, series in ((self.latency_plot, lat), (self.memory_plot, mem), (self.rss_plot, rss)):
+            for name, values in series.items():
+                plot.append(name, values)
 
     def _merge_row(self, key: str, values: dict) -> None:
         row = self._rows.setdefault(key, {"variant": values.get("variant", key)})

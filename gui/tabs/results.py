@@ -4,15 +4,18 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from PySide6.QtCore import Signal, Slot
+from PySide6.QtCore import QItemSelectionModel, Qt, Signal, Slot
+from PySide6.QtGui import QKeySequence
 from PySide6.QtWidgets import (
     QAbstractItemView,
     QComboBox,
     QFileDialog,
     QHBoxLayout,
     QLabel,
+    QMenu,
     QMessageBox,
     QPushButton,
+    QSplitter,
     QTableView,
     QVBoxLayout,
     QWidget,
@@ -26,7 +29,11 @@ from engine.results import (
     export_samples_csv,
     export_summary_csv,
 )
+from engine.sweeps import sweep_groups
 from gui.state import AppState, settings
+from gui.widgets.compare_view import CompareDialog
+from gui.widgets.results_pareto import ResultsPareto
+from gui.widgets.run_details import RunDetailsDialog
 from gui.widgets.table_model import Column, RawSortProxy, RecordTableModel, fmt_float, fmt_percent
 
 RUN_COLUMNS = [
@@ -68,16 +75,32 @@ class ResultsTab(QWidget):
         self.table.verticalHeader().setVisible(False)
 
         self.kind = QComboBox()
-        self.kind.addItems(["all", "evaluate", "benchmark", "quantize"])
+        self.kind.addItems(["all", "evaluate", "benchmark", "quantize", "sweep"])
         self.kind.currentTextChanged.connect(self._filter)
+        # Sweeps: runs sharing settings["sweep_id"], shown together.
+        self.sweep = QComboBox()
+        self.sweep.setMinimumContentsLength(30)
+        self.sweep.setToolTip("Show only the runs of one sweep")
+        self.sweep.currentIndexChanged.connect(self.refresh)
+        self._dialogs: list = []
+        open_btn = QPushButton("Open…")
+        open_btn.setToolTip("Details, per-class metrics and iteration plots of the selected run (double-click, Return)")
+        open_btn.clicked.connect(self.open_selected)
+        self.compare_btn = QPushButton("Compare…")
+        self.compare_btn.setToolTip("Select two runs (Ctrl+click) to see them side by side with deltas")
+        self.compare_btn.setShortcut(QKeySequence("Ctrl+K"))
+        self.compare_btn.clicked.connect(self.compare_selected)
+        self.table.activated.connect(self.open_selected)
         refresh = QPushButton("Refresh")
         refresh.clicked.connect(self.refresh)
-        export = QPushButton("Export Summary CSV…")
-        export.clicked.connect(self.export_summary)
-        export_long = QPushButton("Export Per-class CSV…")
-        export_long.clicked.connect(self.export_long)
-        export_samples = QPushButton("Export Iterations CSV…")
-        export_samples.clicked.connect(self.export_samples)
+        # One menu for the three CSVs keeps the bar narrow enough for a 1280 px window.
+        export = QPushButton("Export CSV")
+        export.setToolTip("Export the shown (or selected) runs as CSV")
+        export_menu = QMenu(export)
+        export_menu.addAction("Summaries…", lambda: self.export_summary())
+        export_menu.addAction("Per-class metrics…", lambda: self.export_long())
+        export_menu.addAction("Per-iteration samples…", lambda: self.export_samples())
+        export.setMenu(export_menu)
         show_eval = QPushButton("Open in Evaluation")
         show_eval.setToolTip("Show the selected evaluate runs (first = reference) in the Evaluation tab")
         show_eval.clicked.connect(self._open_evaluation)
@@ -86,26 +109,103 @@ class ResultsTab(QWidget):
         bar = QHBoxLayout()
         bar.addWidget(QLabel("Show"))
         bar.addWidget(self.kind)
+        bar.addWidget(self.sweep)
         bar.addStretch(1)
-        for b in (refresh, export, export_long, export_samples, show_eval, delete):
+        for b in (open_btn, self.compare_btn, refresh, export, show_eval, delete):
             bar.addWidget(b)
         self.count = QLabel("")
+        self.pareto = ResultsPareto()
+        self.pareto.runs_clicked.connect(self.select_runs)
+        split = QSplitter(Qt.Orientation.Vertical)
+        split.addWidget(self.table)
+        split.addWidget(self.pareto)
+        split.setStretchFactor(0, 3)
+        split.setStretchFactor(1, 2)
         layout = QVBoxLayout(self)
         layout.addLayout(bar)
-        layout.addWidget(self.table, 1)
+        layout.addWidget(split, 1)
         layout.addWidget(self.count)
         state.results_changed.connect(self.refresh)
         self.refresh()
 
     @Slot()
     def refresh(self) -> None:
-        self.model.set_rows(list(reversed(self.store.list())))
+        records = self.store.list()
+        chosen = self._update_sweeps(records)
+        if chosen:
+            records = [r for r in records if (r.settings or {}).get("sweep_id") == chosen]
+        self.model.set_rows(list(reversed(records)))
         self.count.setText(f"{self.model.rowCount()} stored runs · {self.store.path}")
         self.table.resizeColumnsToContents()
+        self.pareto.set_records(self.visible_records())
+
+    def _update_sweeps(self, records) -> str | None:
+        """Refill the sweep chooser, keeping the current choice; returns the chosen sweep id."""
+        current = self.sweep.currentData()
+        self.sweep.blockSignals(True)
+        self.sweep.clear()
+        self.sweep.addItem("all runs", None)
+        for g in sweep_groups(records):
+            self.sweep.addItem(g.label, g.sweep_id)
+        i = self.sweep.findData(current) if current else 0
+        self.sweep.setCurrentIndex(max(i, 0))
+        self.sweep.blockSignals(False)
+        return self.sweep.currentData()
+
+    def show_sweep(self, sweep_id: str) -> None:
+        self._update_sweeps(self.store.list())
+        i = self.sweep.findData(sweep_id)
+        if i >= 0:
+            self.sweep.setCurrentIndex(i)
+        self.refresh()
 
     @Slot(str)
     def _filter(self, kind: str) -> None:
         self.proxy.setFilterFixedString("" if kind == "all" else kind)
+        self.pareto.set_records(self.visible_records())
+
+    @Slot()
+    def open_selected(self) -> RunDetailsDialog | None:
+        records = self.selected_records()
+        if not records:
+            return None
+        full = self.store.get(records[0].id)
+        if full is None:
+            self.refresh()
+            return None
+        return self._show(RunDetailsDialog(full, self))
+
+    @Slot()
+    def compare_selected(self) -> CompareDialog | None:
+        records = self.selected_records()
+        if len(records) != 2:
+            self.window().statusBar().showMessage("Select exactly two runs to compare (Ctrl+click)", 6000)
+            return None
+        a, b = sorted(records, key=lambda r: r.id)
+        full_a, full_b = self.store.get(a.id), self.store.get(b.id)
+        if full_a is None or full_b is None:
+            self.refresh()
+            return None
+        return self._show(CompareDialog(full_a, full_b, self))
+
+    def _show(self, dialog):
+        dialog.setAttribute(Qt.WidgetAttribute.WA_DeleteOnClose)
+        self._dialogs = [d for d in self._dialogs if d.isVisible()] + [dialog]
+        dialog.show()
+        return dialog
+
+    @Slot(object)
+    def select_runs(self, run_ids) -> None:
+        """Select the table rows of these runs (a clicked Pareto bubble)."""
+        wanted = set(run_ids or ())
+        sel = self.table.selectionModel()
+        sel.clearSelection()
+        flags = QItemSelectionModel.SelectionFlag.Select | QItemSelectionModel.SelectionFlag.Rows
+        for row in range(self.proxy.rowCount()):
+            index = self.proxy.index(row, 0)
+            if self.model.row_at(self.proxy.mapToSource(index).row()).id in wanted:
+                sel.select(index, flags)
+                self.table.scrollTo(index)
 
     def selected_records(self) -> list[RunRecord]:
         rows = {self.proxy.mapToSource(i).row() for i in self.table.selectionModel().selectedRows()}

@@ -1,4 +1,4 @@
-"""A live line plot: a numpy buffer and one timer that redraws at most every 50 ms."""
+"""A live line plot: a numpy buffer and one timer that redraws at most every 50 ms while data arrives."""
 
 from __future__ import annotations
 
@@ -17,6 +17,7 @@ class LivePlot(pg.PlotWidget):
         self.setBackground("w")
         self.setTitle(title, color="#333")
         self.setLabel("left", ylabel)
+        self.getAxis("left").enableAutoSIPrefix(False)  # "0.75 MB", not "750 MB (x0.001)"
         self.setLabel("bottom", xlabel)
         self.showGrid(x=True, y=True, alpha=0.3)
         self.addLegend(offset=(-10, 10))
@@ -24,10 +25,12 @@ class LivePlot(pg.PlotWidget):
         self._data: dict[str, list[np.ndarray | int]] = {}
         self._curves: dict[str, pg.PlotDataItem] = {}
         self._dirty = False
+        self._stopped = False
+        # Single-shot, armed by append(): an idle plot keeps no timer running.
         self._timer = QTimer(self)
+        self._timer.setSingleShot(True)
         self._timer.setInterval(50)
         self._timer.timeout.connect(self._redraw)
-        self._timer.start()
 
     def _series(self, name: str):
         if name not in self._data:
@@ -49,6 +52,8 @@ class LivePlot(pg.PlotWidget):
         buf[n : n + len(values)] = values
         series[1] = n + len(values)
         self._dirty = True
+        if not self._stopped and not self._timer.isActive():
+            self._timer.start()
 
     def values(self, name: str) -> np.ndarray:
         buf, n = self._data.get(name, [np.empty(0), 0])
@@ -75,4 +80,5 @@ class LivePlot(pg.PlotWidget):
         self._dirty = False
 
     def stop(self) -> None:
+        self._stopped = True
         self._timer.stop()

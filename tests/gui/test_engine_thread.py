@@ -140,3 +140,47 @@ def test_shutdown_cancels_queued_work(qtbot):
     t0 = time.monotonic()
     assert eng.shutdown()
     assert time.monotonic() - t0 < 2.0
+
+
+N_CYCLES = 1000
+
+
+class _Cycle:
+    """Cyclic garbage whose finalizer records the thread it runs on."""
+
+    threads: list[str] = []
+
+    def __init__(self):
+        self.me = self
+
+    def __del__(self):
+        _Cycle.threads.append(threading.current_thread().name)
+
+
+@dataclass(frozen=True)
+class MakeGarbageAndForget:
+    title: str = "garbage"
+
+    def run(self, ctx, ws):
+        for _ in range(N_CYCLES):  # more than gc's first-generation threshold (700)
+            _Cycle()
+        ws.forget()  # releases model memory; must not collect cycles on this thread
+        return threading.current_thread().name
+
+
+def test_cycles_are_collected_on_the_gui_thread_while_an_engine_runs(qtbot):
+    import gc
+
+    _Cycle.threads.clear()
+    eng = Engine()
+    rec = Recorder(eng.worker)
+    try:
+        assert not gc.isenabled()
+        eng.submit(MakeGarbageAndForget())
+        qtbot.waitUntil(lambda: len(rec.results) == 1, timeout=5000)
+        engine_thread = rec.results[0][1]
+        qtbot.waitUntil(lambda: len(_Cycle.threads) == N_CYCLES, timeout=5000)  # the GUI thread's timer collects
+        assert set(_Cycle.threads) == {threading.main_thread().name} != {engine_thread}
+    finally:
+        assert eng.shutdown()
+    assert gc.isenabled()
