@@ -170,7 +170,8 @@ def test_quantization_moves_perplexity(lm, text_ids, int4_dir, tmp_path):
     p4 = perplexity(load_language_model(int4_dir), ids, 256).perplexity
     p2 = perplexity(load_language_model(tmp_path / "int2"), ids, 256).perplexity
     assert base < p4 < p2
-    assert p4 < 1.15 * base and p2 > 1.2 * base
+    # The shipped model (perplexity ~280, 200 training steps) measured: int4 +0.7 %, int2 +5 %.
+    assert p4 < 1.02 * base and p2 > 1.03 * base and (p2 - base) > 4 * (p4 - base)
 
 
 def test_gguf_with_llama_cpp_rotary_layout_gives_the_same_logits(lm, tmp_path, monkeypatch):
