@@ -325,7 +325,7 @@ class EvaluationTab(QWidget):
         current = self.reference.currentData()
         self.reference.blockSignals(True)
         self.reference.clear()
-        entries = self.state.entries()
+        entries = self.state.entries("image")
         for e in sorted(entries, key=lambda e: e.quantized):
             self.reference.addItem(e.display, e.path)
         i = self.reference.findData(current) if current else -1
@@ -343,7 +343,7 @@ class EvaluationTab(QWidget):
         }
         fresh = self.variants.count() == 0
         self.variants.clear()
-        for e in self.state.entries():
+        for e in self.state.entries("image"):
             if e.path == ref:
                 continue
             item = QListWidgetItem(e.display)

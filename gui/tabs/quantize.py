@@ -134,8 +134,13 @@ class QuantizeTab(QWidget):
         for panel in (self.autoquant, self.recovery):
             panel.variant_created.connect(self.variant_created)
 
+        # The settings keep a readable width; the panels below take the window's width.
+        settings_box.setMaximumWidth(760)
+        top = QHBoxLayout()
+        top.addWidget(settings_box, 1)
+        top.addStretch(0)
         layout = QVBoxLayout(self)
-        layout.addWidget(settings_box)
+        layout.addLayout(top)
         layout.addWidget(self.tools, 1)
 
         state.models_changed.connect(self._refresh_sources)

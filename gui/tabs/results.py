@@ -36,9 +36,20 @@ from gui.widgets.results_pareto import ResultsPareto
 from gui.widgets.run_details import RunDetailsDialog
 from gui.widgets.table_model import Column, RawSortProxy, RecordTableModel, fmt_float, fmt_percent
 
+
+def fmt_local_time(stamp) -> str:
+    """An ISO-8601 UTC stamp as local 'YYYY-MM-DD HH:MM:SS' (sorting still uses the stamp)."""
+    from datetime import datetime
+
+    try:
+        return datetime.fromisoformat(str(stamp)).astimezone().strftime("%Y-%m-%d %H:%M:%S")
+    except ValueError:
+        return "" if stamp is None else str(stamp)
+
+
 RUN_COLUMNS = [
     Column("id", lambda r: r.id, str, True),
-    Column("when", lambda r: r.created),
+    Column("when", lambda r: r.created, fmt_local_time),
     Column("kind", lambda r: r.kind),
     Column("model", lambda r: r.model_name),
     Column("recipe", lambda r: r.recipe),

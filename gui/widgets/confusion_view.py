@@ -102,6 +102,9 @@ class MatrixPanel(QWidget):
             header.setSectionResizeMode(QHeaderView.ResizeMode.Stretch)
             header.setMinimumSectionSize(24)
         self.view.setEditTriggers(QTableView.EditTrigger.NoEditTriggers)
+        # Counts like "100" must show in full in narrow cells (an elided "1…" reads as a number).
+        self.view.setTextElideMode(Qt.TextElideMode.ElideNone)
+        self.view.setStyleSheet("QTableView::item { padding: 0px; }")
         lay = QVBoxLayout(self)
         lay.setContentsMargins(0, 0, 0, 0)
         lay.addWidget(self.title)

@@ -133,7 +133,15 @@ class ParetoPlot(pg.PlotWidget):
             self.addItem(text)
             self._labels.append(text)
         if self.points:
-            self.getPlotItem().enableAutoRange()
+            plot = self.getPlotItem()
+            plot.enableAutoRange()
+            # One point (or one value on an axis) would auto-range to a zero-width span with
+            # ticks like 96.3000000000002; give such an axis a readable ±5 % window instead.
+            for values, set_range in ((xs, plot.setXRange), (ys, plot.setYRange)):
+                lo, hi = min(values), max(values)
+                if hi - lo < 1e-9 * max(1.0, abs(hi)):
+                    pad = max(abs(hi) * 0.05, 1e-3)
+                    set_range(lo - pad, hi + pad, padding=0)
 
     def front_labels(self) -> list[str]:
         return [self.points[i].label for i in self.front]
