@@ -218,12 +218,21 @@ def _open_folder(path: Path) -> ImageDataset:
     classes = sorted(p.name for p in path.iterdir() if p.is_dir() and not p.name.startswith("."))
     if not classes:
         raise UserError("folder has no class subfolders", path)
-    files, labels = [], []
+    files, labels, empty = [], [], []
     for ci, cname in enumerate(classes):
-        for f in sorted((path / cname).rglob("*")):
-            if f.is_file() and f.suffix.lower() in IMAGE_SUFFIXES and not f.name.startswith("."):
-                files.append(str(f))
-                labels.append(ci)
+        found = [
+            f
+            for f in sorted((path / cname).rglob("*"))
+            if f.is_file() and f.suffix.lower() in IMAGE_SUFFIXES and not f.name.startswith(".")
+        ]
+        files += [str(f) for f in found]
+        labels += [ci] * len(found)
+        if not found:
+            empty.append(cname)
     if not files:
         raise UserError("no image files found in the class subfolders", path)
+    if empty:
+        # Almost always a mistake, and it silently changes the class list the model is checked against.
+        more = f" (nor do {', '.join(map(repr, empty[1:]))})" if len(empty) > 1 else ""
+        raise UserError(f"class folder holds no images{more}; add images or remove it", path / empty[0])
     return ImageDataset(name=path.name, class_names=classes, labels=np.asarray(labels, dtype=np.int64), paths=files)
