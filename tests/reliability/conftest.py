@@ -12,3 +12,7 @@ def corpus_dir(tmp_path):
     d = tmp_path / ODD_NAME
     d.mkdir()
     return d
+
+
+# The GUI tests here use the main-window fixture and the leaked-thread check of tests/gui.
+from tests.gui.conftest import no_leaked_threads, window  # noqa: E402, F401
