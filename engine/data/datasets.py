@@ -7,6 +7,8 @@ has one (MedMNIST, CIFAR), else a stratified, seeded split (grouped by lesion fo
 
 from __future__ import annotations
 
+import zipfile
+import zlib
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -18,6 +20,9 @@ from engine.data.images import IMAGE_SUFFIXES, load_image
 from engine.data.preprocess import Preprocessing
 from engine.data.splits import DEFAULT_FRACTIONS, SPLITS, stratified_split
 from engine.errors import UserError
+
+# What numpy raises for a truncated or corrupt .npz (a zip of .npy files, maybe deflated).
+NPZ_ERRORS = (OSError, ValueError, EOFError, KeyError, zipfile.BadZipFile, zlib.error)
 
 BUILTIN = {"default": paths.DEFAULT_DATA, "default-val": paths.DEFAULT_VAL_DATA}
 
@@ -181,7 +186,7 @@ def _open_npz(path: Path, name: str) -> ImageDataset:
             names = [str(c) for c in data["class_names"]] if "class_names" in keys else None
     except UserError:
         raise
-    except (OSError, ValueError, EOFError) as exc:
+    except NPZ_ERRORS as exc:
         raise UserError(f"cannot read npz dataset ({exc})", path) from None
     images, labels, names = checked_arrays(images, labels, names, path)
     return ImageDataset(name=name, class_names=names, labels=labels, images=images)
