@@ -63,10 +63,14 @@ def text_named_png(d: Path) -> Path:
     return p
 
 
-def empty_png(d: Path) -> Path:
-    p = d / "empty.png"
+def empty_file(d: Path, name: str) -> Path:
+    p = d / name
     p.write_bytes(b"")
     return p
+
+
+def empty_png(d: Path) -> Path:
+    return empty_file(d, "empty.png")
 
 
 def bomb_png(d: Path) -> Path:
@@ -159,9 +163,7 @@ def truncated_safetensors(d: Path) -> Path:
 
 
 def empty_safetensors(d: Path) -> Path:
-    p = d / "empty.safetensors"
-    p.write_bytes(b"")
-    return p
+    return empty_file(d, "empty.safetensors")
 
 
 def garbage_safetensors(d: Path) -> Path:
