@@ -23,6 +23,7 @@ from engine import paths
 from engine.data.preprocess import Preprocessing
 from engine.errors import UserError
 from engine.fileio import atomic_directory
+from engine.memory_guard import LOAD_FACTOR, check_memory, files_size
 from engine.models import registry
 from engine.quant.apply import apply_quant_config, from_storage, to_storage
 from engine.quant.formats import FLOAT_DTYPES
@@ -209,6 +210,7 @@ def load_bundle(spec: str | Path) -> ModelBundle:
         apply_quant_config(model, cfg.get("quantization"))
     except (ValueError, TypeError, KeyError) as exc:
         raise UserError(f"config.json does not describe a buildable {cfg['arch']} ({exc})", path) from None
+    check_memory(files_size([path / WEIGHTS_NAME]), LOAD_FACTOR, "load", path)
     weights = from_storage(load_weights_file(path / WEIGHTS_NAME), cfg.get("quantization"))
     check_weights_fit(model, weights, path / WEIGHTS_NAME)
     model.load_weights(list(weights.items()), strict=True)

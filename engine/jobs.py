@@ -25,6 +25,7 @@ from engine.data.images import load_image
 from engine.errors import Cancelled, UserError
 from engine.evaluate.classification import softmax
 from engine.evaluate.runner import EvaluationResult, evaluate_bundle
+from engine.memory_guard import QUANTIZE_FACTOR, check_memory
 from engine.model_card import ModelCard, model_card
 from engine.quant.apply import quantize_model
 from engine.quant.recipes import Recipe, resolve_recipe
@@ -232,7 +233,9 @@ class QuantizeJob:
         out = Path(self.out).expanduser() if self.out else default_variant_path(source, recipe.name)
         ctx.progress(0.0, f"quantizing {source.name} to {recipe.name}")
         t0 = time.perf_counter()
-        # Quantize a fresh copy so the cached float model stays untouched.
+        # Quantize a fresh copy so the cached float model stays untouched. The source is already in
+        # memory, so what is still needed is the working copy and the quantized result.
+        check_memory(source.size_on_disk() or 0, QUANTIZE_FACTOR - 1.0, "quantize", source.path)
         work = load_bundle(source.path)
         qconfig = quantize_model(
             work.model, recipe, ctx.scaled(0.0, 0.9), ctx.should_stop, input_shape=source.input_shape()

@@ -7,6 +7,8 @@ has one (MedMNIST, CIFAR), else a stratified, seeded split (grouped by lesion fo
 
 from __future__ import annotations
 
+import zipfile
+import zlib
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -18,6 +20,9 @@ from engine.data.images import IMAGE_SUFFIXES, load_image
 from engine.data.preprocess import Preprocessing
 from engine.data.splits import DEFAULT_FRACTIONS, SPLITS, stratified_split
 from engine.errors import UserError
+
+# What numpy raises for a truncated or corrupt .npz (a zip of .npy files, maybe deflated).
+NPZ_ERRORS = (OSError, ValueError, EOFError, KeyError, zipfile.BadZipFile, zlib.error)
 
 BUILTIN = {"default": paths.DEFAULT_DATA, "default-val": paths.DEFAULT_VAL_DATA}
 
@@ -181,7 +186,7 @@ def _open_npz(path: Path, name: str) -> ImageDataset:
             names = [str(c) for c in data["class_names"]] if "class_names" in keys else None
     except UserError:
         raise
-    except (OSError, ValueError, EOFError) as exc:
+    except NPZ_ERRORS as exc:
         raise UserError(f"cannot read npz dataset ({exc})", path) from None
     images, labels, names = checked_arrays(images, labels, names, path)
     return ImageDataset(name=name, class_names=names, labels=labels, images=images)
@@ -218,12 +223,21 @@ def _open_folder(path: Path) -> ImageDataset:
     classes = sorted(p.name for p in path.iterdir() if p.is_dir() and not p.name.startswith("."))
     if not classes:
         raise UserError("folder has no class subfolders", path)
-    files, labels = [], []
+    files, labels, empty = [], [], []
     for ci, cname in enumerate(classes):
-        for f in sorted((path / cname).rglob("*")):
-            if f.is_file() and f.suffix.lower() in IMAGE_SUFFIXES and not f.name.startswith("."):
-                files.append(str(f))
-                labels.append(ci)
+        found = [
+            f
+            for f in sorted((path / cname).rglob("*"))
+            if f.is_file() and f.suffix.lower() in IMAGE_SUFFIXES and not f.name.startswith(".")
+        ]
+        files += [str(f) for f in found]
+        labels += [ci] * len(found)
+        if not found:
+            empty.append(cname)
     if not files:
         raise UserError("no image files found in the class subfolders", path)
+    if empty:
+        # Almost always a mistake, and it silently changes the class list the model is checked against.
+        more = f" (nor do {', '.join(map(repr, empty[1:]))})" if len(empty) > 1 else ""
+        raise UserError(f"class folder holds no images{more}; add images or remove it", path / empty[0])
     return ImageDataset(name=path.name, class_names=classes, labels=np.asarray(labels, dtype=np.int64), paths=files)

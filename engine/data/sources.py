@@ -11,7 +11,7 @@ from pathlib import Path
 
 import numpy as np
 
-from engine.data.datasets import ImageDataset, checked_arrays
+from engine.data.datasets import NPZ_ERRORS, ImageDataset, checked_arrays
 from engine.data.images import IMAGE_SUFFIXES
 from engine.data.splits import SPLITS
 from engine.errors import UserError
@@ -102,7 +102,7 @@ def open_split_npz(path: Path, split: str | None, seed: int, fractions) -> Image
             labels = [all_labels[present.index(s)] for s in wanted]
     except UserError:
         raise
-    except (OSError, ValueError, EOFError, KeyError) as exc:
+    except NPZ_ERRORS as exc:
         raise UserError(f"cannot read npz dataset ({exc})", path) from None
     for s, img in zip(wanted, images, strict=True):
         if img.ndim == 4 and img.shape[-1] not in (1, 3):

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import re
+import warnings
 from pathlib import Path
 
 import mlx.core as mx
@@ -62,9 +64,15 @@ def _read_torch(path: Path) -> dict[str, np.ndarray]:
     except ImportError:
         raise UserError(TORCH_HINT, path) from None
     try:
-        obj = torch.load(str(path), map_location="cpu", weights_only=True)
+        # torch warns on stderr about legacy (non-zip) pickles; the CLI's one line must stay one line.
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")
+            obj = torch.load(str(path), map_location="cpu", weights_only=True)
     except Exception as exc:  # torch raises UnpicklingError, RuntimeError, EOFError...
-        first = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
+        text = re.sub(r"\x1b\[[0-9;]*m", "", str(exc)).strip()  # torch's message carries ANSI bold
+        first = text.splitlines()[0] if text else type(exc).__name__
+        if "Weights only load failed" in first:
+            first = "it holds pickled Python objects, not only tensors"
         raise UserError(f"not a plain weights checkpoint, refused to unpickle ({first[:160]})", path) from None
     if not isinstance(obj, dict):
         raise UserError(f"expected a state dict, found {type(obj).__name__}", path)

@@ -8,6 +8,7 @@ from pathlib import Path
 from engine.bundle import ModelBundle
 from engine.data.presets import apply_spec
 from engine.errors import UserError
+from engine.memory_guard import IMPORT_FACTOR, check_memory, files_size
 
 STATE_DICT_SUFFIXES = (".safetensors", ".npz", ".pth", ".pt", ".bin", ".ckpt")
 KERAS_SUFFIXES = (".keras", ".h5", ".hdf5")
@@ -65,6 +66,7 @@ def import_file(
     """
     path = Path(path).expanduser()
     kind = file_kind(path)
+    check_memory(files_size([path]), IMPORT_FACTOR, "import", path)
     if kind == "keras" and arch and arch != "graph" and path.suffix.lower() != ".keras":
         kind = "state_dict"  # a Keras HDF5 file read by layer names into a built-in architecture (xception)
     if kind == "state_dict":

@@ -20,6 +20,7 @@ from mlx.utils import tree_flatten, tree_map
 
 from engine.errors import UserError
 from engine.llm.detect import display_name, is_hf_id, lm_recipe_name, read_lm_config, resolve_lm_spec
+from engine.memory_guard import LOAD_FACTOR, check_memory, files_size
 from engine.model_card import LayerRow, layer_rows
 
 HF_ALLOW_PATTERNS = ["*.json", "model*.safetensors", "*.py", "tokenizer.model", "*.tiktoken", "*.txt", "*.jinja"]
@@ -131,6 +132,11 @@ def weight_files(path: Path) -> list[Path]:
     return sorted(path.glob("model*.safetensors"))
 
 
+def guard_memory(path: Path, factor: float, action: str) -> None:
+    """Refuse (UserError) before loading weights the machine cannot hold; see engine.memory_guard."""
+    check_memory(files_size(weight_files(path)), factor, action, path)
+
+
 def fingerprint(path: Path) -> str:
     """A cheap identity for a model on disk: config plus each weight file's size and edges."""
     h = hashlib.sha256()
@@ -209,6 +215,8 @@ def load_language_model(
     text = resolve_lm_spec(spec)
     p = Path(text)
     source = "folder"
+    if p.exists():  # a hub id is checked by size only once downloaded
+        guard_memory(p, LOAD_FACTOR * (2 if widen or (widen is None and on_cpu()) else 1), "load")
     if p.is_file():
         if p.suffix.lower() != ".gguf":
             raise UserError("not a language model: expected an mlx-lm folder or a .gguf file", p)
@@ -224,6 +232,7 @@ def load_language_model(
                 raise UserError("model not found", p)
             p = _download(text, progress)
             source = "hub"
+            guard_memory(p, LOAD_FACTOR, "load")
         if not p.is_dir() or read_lm_config(p) is None:
             raise UserError("not an mlx-lm model folder: config.json with 'model_type' is missing", p)
         if not weight_files(p):

@@ -32,7 +32,16 @@ from mlx.utils import tree_map
 
 from engine.errors import Cancelled, UserError
 from engine.fileio import atomic_directory
-from engine.llm.loader import LanguageModel, LanguageModelCard, language_model_card, load_language_model, on_cpu
+from engine.llm.detect import resolve_lm_spec
+from engine.llm.loader import (
+    LanguageModel,
+    LanguageModelCard,
+    guard_memory,
+    language_model_card,
+    load_language_model,
+    on_cpu,
+)
+from engine.memory_guard import QUANTIZE_FACTOR
 from engine.quant.formats import FLOAT_DTYPES
 from engine.quant.recipes import Recipe, builtin_names, make_recipe
 
@@ -169,6 +178,9 @@ def quantize_language_model(
     """Load ``source`` afresh, quantize it with ``recipe`` and save an mlx-lm folder at ``out``."""
     recipe = resolve_recipe(recipe, group_size) if isinstance(recipe, str) else recipe
     t0 = time.perf_counter()
+    src_path = Path(resolve_lm_spec(source))
+    if src_path.exists():
+        guard_memory(src_path, QUANTIZE_FACTOR, "quantize")
     lm = load_language_model(source, widen=False)
     src_card = lm.card
     config = quantize_in_place(lm, recipe, group_size, progress, should_stop)
