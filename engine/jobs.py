@@ -302,16 +302,9 @@ class EvaluateJob:
         result = evaluate_bundle(bundle, dataset, self.batch_size, self.limit, ctx.progress, ctx.should_stop)
         record = None
         if self.store:
-            from engine.evaluate.metrics import compute_metrics
-            from engine.evaluate.rows import evaluation_record
+            from engine.evaluate.rows import evaluation_record, evaluation_rows
 
-            # Every metric of the evaluation suite (AUC, calibration, confusion, bins), so the
-            # Evaluation tab can open this run too.
-            rows = compute_metrics(result.y_true, result.probs, list(bundle.labels)).long_rows(bundle.name)
-            rows += [
-                (bundle.name, "images_per_s", "", result.images_per_s),
-                (bundle.name, "skipped", "", float(len(result.skipped))),
-            ]
+            rows = evaluation_rows(bundle.name, bundle.labels, result)
             dataset_label = self.data if self.data in ("default", "default-val") else dataset.name
             settings = {"batch_size": self.batch_size, "limit": self.limit, "data": str(self.data)}
             record = ws.store.add(evaluation_record(bundle, dataset_label, rows, settings))

@@ -24,6 +24,7 @@ from engine.bench.harness import BenchmarkSettings, IterationSample, run_benchma
 from engine.compare import pareto_front
 from engine.data.datasets import open_dataset
 from engine.errors import Cancelled, UserError
+from engine.evaluate.rows import evaluation_rows, split_rows
 from engine.evaluate.runner import evaluate_bundle, label_mapping
 from engine.fileio import atomic_open, write_csv
 from engine.jobs import JobContext, QuantizeJob, Workspace, benchmark_record
@@ -266,7 +267,8 @@ class SweepJob:
 
         bundle, load = cold_load(ws, path)
         bm = run_benchmark(bundle, self.bench, None, forward, stage(2, "benchmark"), ctx.should_stop, load=load)
-        ev_metrics, per_class = _evaluation_metrics(bundle, ev)
+        # The rows EvaluateJob stores, so a sweep's variant opens in the Evaluation tab like an evaluate run.
+        ev_metrics, per_class = split_rows(evaluation_rows(bundle.name, bundle.labels, ev))
         bm_rec = benchmark_record(bundle, bm)
         record = replace(
             bm_rec,
@@ -301,14 +303,6 @@ class SweepJob:
             "model_path": path,
         }
         return SweepRow(sweep_id, index, label, values, record.id, bm.latencies_ms), record
-
-
-def _evaluation_metrics(bundle, result) -> tuple[dict, tuple]:
-    """Overall metrics and per-class (metric, class, value) rows, as EvaluateJob stores them."""
-    rep = result.report
-    per_class = tuple((m, c, float(v)) for (_, m, c, v) in rep.long_rows(bundle.name) if c != "")
-    overall = {**rep.overall(), "images_per_s": result.images_per_s, "skipped": float(len(result.skipped))}
-    return overall, per_class
 
 
 def _write_json(path: Path, obj: dict) -> None:

@@ -137,6 +137,30 @@ class RowTable:
         return {k: dict(sorted(v.items())) for k, v in out.items()}
 
 
+def evaluation_rows(variant: str, labels: Iterable[str], result) -> list[Row]:
+    """Every metric of the evaluation suite for one ``evaluate_bundle`` result, plus its throughput.
+
+    AUC, calibration, confusion cells and reliability bins included, so the Evaluation
+    tab can open any run stored from these rows (an evaluate run or a sweep's variant).
+    """
+    from engine.evaluate.metrics import compute_metrics
+
+    rows = compute_metrics(result.y_true, result.probs, list(labels)).long_rows(variant)
+    rows += [
+        (variant, "images_per_s", "", float(result.images_per_s)),
+        (variant, "skipped", "", float(len(result.skipped))),
+    ]
+    return rows
+
+
+def split_rows(rows: Iterable[Row]) -> tuple[dict[str, float], tuple[tuple[str, str, float], ...]]:
+    """(overall metrics, per-class (metric, class, value)) as a RunRecord stores them."""
+    rows = list(rows)
+    overall = {metric: float(value) for _, metric, cls, value in rows if cls == ""}
+    per_class = tuple((metric, cls, float(value)) for _, metric, cls, value in rows if cls != "")
+    return overall, per_class
+
+
 def evaluation_record(bundle, dataset: str, rows: Iterable[Row], settings: dict):
     """A RunRecord of kind 'evaluate' holding ``rows`` (overall in metrics, the rest per class).
 
@@ -145,7 +169,7 @@ def evaluation_record(bundle, dataset: str, rows: Iterable[Row], settings: dict)
     from engine.bench.environment import environment
     from engine.results import RunRecord
 
-    rows = list(rows)
+    metrics, per_class = split_rows(rows)
     return RunRecord(
         kind="evaluate",
         model_name=bundle.name,
@@ -153,8 +177,8 @@ def evaluation_record(bundle, dataset: str, rows: Iterable[Row], settings: dict)
         model_hash=bundle.content_hash(),
         recipe=bundle.recipe_name,
         dataset=dataset,
-        metrics={metric: float(value) for _, metric, cls, value in rows if cls == ""},
-        per_class=tuple((metric, cls, float(value)) for _, metric, cls, value in rows if cls != ""),
+        metrics=metrics,
+        per_class=per_class,
         settings=settings,
         environment=environment(),
     )

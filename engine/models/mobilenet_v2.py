@@ -113,11 +113,15 @@ def infer_config(weights: dict) -> dict:
     cfg = {**head_classes(weights, "classifier.1.weight"), **in_channels_of(weights, "features.0.0.weight")}
     stem = weights.get("features.0.1.weight")
     if stem is not None:
-        # The stem has make_divisible(32 * w) channels; pick the multiplier that reproduces it and the head.
+        # The stem has make_divisible(32 * w) channels; pick the multiplier that reproduces it, the head
+        # and the last block's 320 * w (0.35 and 0.5 share the stem's 16 and the head's 1280).
         head = weights.get("features.18.1.weight")
+        last = weights.get("features.17.conv.3.weight")
         for wm in (1.0, 0.75, 0.5, 0.35, 1.3, 1.4, 0.25, 1.5, 2.0):
-            if make_divisible(32 * wm) == stem.shape[0] and (
-                head is None or make_divisible(1280 * max(1.0, wm)) == head.shape[0]
+            if (
+                make_divisible(32 * wm) == stem.shape[0]
+                and (head is None or make_divisible(1280 * max(1.0, wm)) == head.shape[0])
+                and (last is None or make_divisible(320 * wm) == last.shape[0])
             ):
                 cfg["width_mult"] = wm
                 break

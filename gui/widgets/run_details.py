@@ -151,8 +151,12 @@ class RunDetailsDialog(QDialog):
 
         self.per_class = QTableWidget()
         if record.per_class:
-            metric_names = list(dict.fromkeys(m for m, _, _ in record.per_class))
-            classes = list(dict.fromkeys(c for _, c, _ in record.per_class))
+            # Classes are those with a support row; confusion cells ("a -> b") and reliability
+            # bins ("uniform:03") share the per-class column but are not classes.
+            classes = list(dict.fromkeys(c for m, c, _ in record.per_class if m == "support"))
+            classes = classes or list(dict.fromkeys(c for _, c, _ in record.per_class))
+            wanted = set(classes)
+            metric_names = list(dict.fromkeys(m for m, c, _ in record.per_class if c in wanted))
             value = {(m, c): v for m, c, v in record.per_class}
             fill_table(
                 self.per_class,

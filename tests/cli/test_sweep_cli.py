@@ -122,7 +122,10 @@ def test_sigkill_mid_sweep_leaves_every_finished_row_consistent(tmp_path):
     for i, r in enumerate(runs):  # every stored row is whole
         assert r.recipe == recipes[i] and r.settings["sweep_index"] == i
         assert {"accuracy", "macro_f1", "latency_p50_ms", "peak_memory_bytes", "size_on_disk_bytes"} <= set(r.metrics)
-        assert len(r.per_class) == 40  # precision, recall, f1, support for 10 classes
+        # The evaluation suite's rows, as an evaluate run stores them: per class and confusion cells.
+        counts = {m: sum(1 for pm, _, _ in r.per_class if pm == m) for m in ("precision", "recall", "f1", "support")}
+        assert counts == {"precision": 10, "recall": 10, "f1": 10, "support": 10}
+        assert sum(1 for pm, _, _ in r.per_class if pm == "confusion") == 100
         assert len(r.samples) == iters
     assert len({r.settings["sweep_id"] for r in runs}) == 1
     # summary.csv is rewritten atomically after each commit: whole rows, each one in the database.
