@@ -2,16 +2,15 @@
 
 from __future__ import annotations
 
-from pathlib import Path
-
-from PySide6.QtWidgets import QFileDialog, QInputDialog, QMenu
+from PySide6.QtWidgets import QInputDialog, QMenu
 
 from engine.llm.bench import LMBenchSettings, TokenTick
 from engine.llm.jobs import LMBenchmarkJob, LoadLanguageModelJob, PerplexityJob, QuantizeLanguageModelJob
 from engine.llm.loader import LanguageModelCard
 from engine.llm.quantize import MIXED_RECIPES
 from engine.model_card import human_bytes
-from gui.state import AppState, settings
+from gui.dialogs import open_file
+from gui.state import AppState
 
 __all__ = ["TokenTick", "benchmark_job", "card_html", "is_language", "load_job", "perplexity_job", "quantize_job"]
 
@@ -72,11 +71,8 @@ def open_menu(tab) -> QMenu:
 
 
 def open_gguf(tab) -> None:
-    s = settings()
-    start = str(s.value("folders/gguf", str(Path.home())))
-    path, _ = QFileDialog.getOpenFileName(tab, "Open GGUF model", start, "GGUF (*.gguf);;All files (*)")
+    path = open_file(tab, "Open GGUF model", "gguf", "GGUF (*.gguf);;All files (*)")
     if path:
-        s.setValue("folders/gguf", str(Path(path).parent))
         tab.open_path(path)
 
 

@@ -7,7 +7,6 @@ from pathlib import Path
 from PySide6.QtCore import Qt, Slot
 from PySide6.QtWidgets import (
     QComboBox,
-    QFileDialog,
     QGridLayout,
     QGroupBox,
     QHBoxLayout,
@@ -28,6 +27,7 @@ from engine.jobs import BenchmarkJob, BenchmarkOutcome, EvaluateJob, EvaluateOut
 from engine.model_card import human_bytes
 from engine.workflows import DemoJob, DemoOutcome, DemoRow, VariantSample
 from gui import lm_support
+from gui.dialogs import open_folder
 from gui.router import JobRouter
 from gui.state import AppState, settings
 from gui.widgets.live_plot import LivePlot
@@ -193,12 +193,9 @@ class BenchmarkTab(QWidget):
 
     @Slot()
     def _browse_data(self) -> None:
-        s = settings()
-        start = str(s.value("folders/datasets", str(Path.home())))
-        path = QFileDialog.getExistingDirectory(self, "Dataset folder (one subfolder per class)", start)
+        path = open_folder(self, "Dataset folder (one subfolder per class)", "datasets")
         if path:
             self.data.setText(path)
-            s.setValue("folders/datasets", str(Path(path).parent))
 
     # -- running ---------------------------------------------------------------------
     def _remember(self) -> None:

@@ -15,7 +15,6 @@ from PySide6.QtWidgets import (
     QCheckBox,
     QComboBox,
     QDoubleSpinBox,
-    QFileDialog,
     QFormLayout,
     QGridLayout,
     QGroupBox,
@@ -40,6 +39,7 @@ from engine.evaluate.operating_point import OperatingPointSpec
 from engine.evaluate.rows import Row, RowTable, variants_in
 from engine.evaluate.suite import EvaluationSettings, EvaluationSuiteJob, SuiteOutcome
 from engine.results import RunRecord
+from gui.dialogs import open_file, open_folder
 from gui.router import JobRouter
 from gui.state import AppState, settings
 from gui.widgets.confusion_view import ConfusionView
@@ -392,20 +392,14 @@ class EvaluationTab(QWidget):
     # -- data --------------------------------------------------------------------------
     @Slot()
     def _browse_folder(self) -> None:
-        start = str(settings().value("folders/datasets", str(Path.home())))
-        path = QFileDialog.getExistingDirectory(self, "Dataset folder", start)
+        path = open_folder(self, "Dataset folder", "datasets")
         if path:
-            settings().setValue("folders/datasets", path)
             self.data.setText(path)
 
     @Slot()
     def _browse_file(self) -> None:
-        start = str(settings().value("folders/datasets", str(Path.home())))
-        path, _ = QFileDialog.getOpenFileName(
-            self, "Dataset file", start, "Datasets (*.npz *.csv *.tar.gz *.tgz);;All files (*)"
-        )
+        path = open_file(self, "Dataset file", "datasets", "Datasets (*.npz *.csv *.tar.gz *.tgz);;All files (*)")
         if path:
-            settings().setValue("folders/datasets", str(Path(path).parent))
             self.data.setText(path)
 
     # -- running -------------------------------------------------------------------------

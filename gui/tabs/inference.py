@@ -9,7 +9,6 @@ from PySide6.QtGui import QPixmap
 from PySide6.QtWidgets import (
     QAbstractItemView,
     QComboBox,
-    QFileDialog,
     QFormLayout,
     QGridLayout,
     QHBoxLayout,
@@ -31,6 +30,7 @@ from PySide6.QtWidgets import (
 from engine import paths
 from engine.data.images import IMAGE_SUFFIXES
 from engine.jobs import PredictJob, PredictOutcome
+from gui.dialogs import open_files
 from gui.router import JobRouter
 from gui.state import AppState, settings
 from gui.widgets.drop_zone import DropZone
@@ -201,12 +201,9 @@ class InferenceTab(QWidget):
     # -- images ----------------------------------------------------------------------
     @Slot()
     def open_images(self) -> None:
-        s = settings()
-        start = str(s.value("folders/images", str(paths.SAMPLES_DIR)))
         patterns = " ".join(f"*{x}" for x in sorted(IMAGE_SUFFIXES))
-        files, _ = QFileDialog.getOpenFileNames(self, "Open images", start, f"Images ({patterns});;All files (*)")
+        files = open_files(self, "Open images", "images", f"Images ({patterns});;All files (*)", paths.SAMPLES_DIR)
         if files:
-            s.setValue("folders/images", str(Path(files[0]).parent))
             self.drop.handle_files(files)
 
     @Slot(QListWidgetItem)

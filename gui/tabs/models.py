@@ -7,7 +7,6 @@ from pathlib import Path
 from PySide6.QtCore import Qt, Signal, Slot
 from PySide6.QtWidgets import (
     QDialog,
-    QFileDialog,
     QLabel,
     QListWidget,
     QListWidgetItem,
@@ -25,8 +24,9 @@ from engine.jobs import LoadModelJob
 from engine.model_card import ModelCard, human_bytes, human_count
 from engine.paths import DEFAULT_MODEL_DIR
 from gui import lm_support
+from gui.dialogs import open_folder
 from gui.router import JobRouter
-from gui.state import AppState, settings
+from gui.state import AppState
 from gui.widgets.import_dialog import ImportDialog
 from gui.widgets.preprocessing_editor import PreprocessingEditor
 from gui.widgets.table_model import Column, RawSortProxy, RecordTableModel
@@ -183,11 +183,8 @@ class ModelsTab(QWidget):
     # -- actions ---------------------------------------------------------------------
     @Slot()
     def open_bundle(self) -> None:
-        s = settings()
-        start = str(s.value("folders/bundles", str(Path.home())))
-        path = QFileDialog.getExistingDirectory(self, "Open model bundle", start)
+        path = open_folder(self, "Open model bundle", "bundles")
         if path:
-            s.setValue("folders/bundles", str(Path(path).parent))
             self.open_path(path)
 
     def open_path(self, path: str) -> bool:

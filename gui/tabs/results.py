@@ -9,7 +9,6 @@ from PySide6.QtGui import QKeySequence
 from PySide6.QtWidgets import (
     QAbstractItemView,
     QComboBox,
-    QFileDialog,
     QHBoxLayout,
     QLabel,
     QMenu,
@@ -30,8 +29,9 @@ from engine.results import (
     export_summary_csv,
 )
 from engine.sweeps import sweep_groups
-from gui.state import AppState, settings
+from gui.state import AppState
 from gui.widgets.compare_view import CompareDialog
+from gui.widgets.export import ask_save_path
 from gui.widgets.results_pareto import ResultsPareto
 from gui.widgets.run_details import RunDetailsDialog
 from gui.widgets.table_model import Column, RawSortProxy, RecordTableModel, fmt_float, fmt_percent
@@ -229,13 +229,7 @@ class ResultsTab(QWidget):
         ]
 
     def _export_target(self, default_name: str) -> Path | None:
-        s = settings()
-        start = Path(str(s.value("folders/exports", str(Path.home())))) / default_name
-        path, _ = QFileDialog.getSaveFileName(self, "Export CSV", str(start), "CSV (*.csv)")
-        if not path:
-            return None
-        s.setValue("folders/exports", str(Path(path).parent))
-        return Path(path)
+        return ask_save_path(self, "Export CSV", default_name, "CSV (*.csv)")
 
     def _records_for_export(self, full: bool) -> list[RunRecord]:
         chosen = self.selected_records() or self.visible_records()

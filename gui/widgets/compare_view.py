@@ -9,7 +9,6 @@ from PySide6.QtGui import QBrush, QColor
 from PySide6.QtWidgets import (
     QDialog,
     QDialogButtonBox,
-    QFileDialog,
     QLabel,
     QPushButton,
     QTableWidget,
@@ -20,7 +19,7 @@ from PySide6.QtWidgets import (
 from engine.compare import differing_keys, metric_deltas, metric_direction
 from engine.fileio import write_csv
 from engine.results import RunRecord
-from gui.state import settings
+from gui.widgets.export import ask_save_path
 from gui.widgets.plot_export import save_plots_button
 from gui.widgets.run_details import _flat, fill_table, format_value, sample_plots
 
@@ -96,13 +95,9 @@ class CompareDialog(QDialog):
     def export_csv(self, path: str | Path | None = None) -> Path | None:
         """metric,a,b,delta,ratio with raw values."""
         if path is None:
-            s = settings()
-            start = Path(str(s.value("folders/exports", str(Path.home())))) / f"compare_{self.a.id}_{self.b.id}.csv"
-            chosen, _ = QFileDialog.getSaveFileName(self, "Export comparison", str(start), "CSV (*.csv)")
-            if not chosen:
+            path = ask_save_path(self, "Export comparison", f"compare_{self.a.id}_{self.b.id}.csv", "CSV (*.csv)")
+            if path is None:
                 return None
-            s.setValue("folders/exports", str(Path(chosen).parent))
-            path = chosen
         return write_csv(
             path,
             ["metric", f"run_{self.a.id}", f"run_{self.b.id}", "delta", "ratio"],

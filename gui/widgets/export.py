@@ -5,22 +5,17 @@ from __future__ import annotations
 from collections.abc import Callable
 from pathlib import Path
 
-from PySide6.QtWidgets import QFileDialog, QHBoxLayout, QPushButton, QWidget
+from PySide6.QtWidgets import QHBoxLayout, QPushButton, QWidget
 
 from engine.fileio import atomic_open, write_csv
-from gui.state import settings
+from gui.dialogs import save_file
 
 Table = tuple[list[str], list[list]]
 
 
 def ask_save_path(parent: QWidget, title: str, default_name: str, file_filter: str) -> Path | None:
-    s = settings()
-    start = Path(str(s.value("folders/exports", str(Path.home())))) / default_name
-    path, _ = QFileDialog.getSaveFileName(parent, title, str(start), file_filter)
-    if not path:
-        return None
-    s.setValue("folders/exports", str(Path(path).parent))
-    return Path(path)
+    chosen = save_file(parent, title, "exports", default_name, file_filter)
+    return chosen[0] if chosen else None
 
 
 def save_table_csv(table: Table, path: str | Path) -> Path:

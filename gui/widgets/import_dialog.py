@@ -24,6 +24,7 @@ from engine.errors import UserError
 from engine.importers.dispatch import IMPORTABLE_SUFFIXES, check_importable, file_kind
 from engine.jobs import ImportJob
 from engine.models import registry
+from gui.dialogs import last_folder, open_file
 from gui.state import settings
 
 FROM_FILE = "from the file (Keras / ONNX)"
@@ -101,16 +102,13 @@ class ImportDialog(QDialog):
 
     @Slot()
     def _browse(self) -> None:
-        s = settings()
-        start = str(s.value("folders/checkpoints", str(Path.home())))
-        path, _ = QFileDialog.getOpenFileName(self, "Model file", start, FILE_FILTER)
+        path = open_file(self, "Model file", "checkpoints", FILE_FILTER)
         if path:
-            s.setValue("folders/checkpoints", str(Path(path).parent))
             self.weights.setText(path)
 
     @Slot()
     def _browse_labels(self) -> None:
-        start = str(settings().value("folders/checkpoints", str(Path.home())))
+        start = last_folder("checkpoints")
         path, _ = QFileDialog.getOpenFileName(self, "Labels file", start, "Labels (*.txt *.json);;All files (*)")
         if path:
             self.labels.setText(path)

@@ -10,9 +10,9 @@ from pathlib import Path
 
 import pyqtgraph as pg
 from pyqtgraph.exporters import ImageExporter, SVGExporter
-from PySide6.QtWidgets import QFileDialog, QMenu, QPushButton, QWidget
+from PySide6.QtWidgets import QMenu, QPushButton, QWidget
 
-from gui.state import settings
+from gui.dialogs import save_file
 
 FORMATS = {".png": "PNG image (*.png)", ".svg": "SVG drawing (*.svg)"}
 
@@ -91,15 +91,12 @@ def _closed_paths_tolerated():
 
 def ask_plot_path(parent: QWidget, default_name: str) -> Path | None:
     """A save dialog for a plot, starting in the last plot folder."""
-    s = settings()
-    start = Path(str(s.value("folders/plots", str(Path.home())))) / default_name
-    path, chosen = QFileDialog.getSaveFileName(parent, "Save Plot", str(start), ";;".join(FORMATS.values()))
-    if not path:
+    picked = save_file(parent, "Save Plot", "plots", default_name, ";;".join(FORMATS.values()))
+    if picked is None:
         return None
-    p = Path(path)
+    p, chosen = picked
     if p.suffix.lower() not in FORMATS:
         p = p.with_suffix(".svg" if "svg" in chosen.lower() else ".png")
-    s.setValue("folders/plots", str(p.parent))
     return p
 
 

@@ -14,7 +14,6 @@ from PySide6.QtGui import QKeySequence, QShortcut
 from PySide6.QtWidgets import (
     QComboBox,
     QDoubleSpinBox,
-    QFileDialog,
     QFormLayout,
     QGridLayout,
     QGroupBox,
@@ -35,6 +34,7 @@ from engine.llm.generate import GenerationSettings, TextChunk
 from engine.llm.jobs import GenerateJob, GenerateOutcome, LMBenchmarkJob, LMBenchmarkOutcome, PerplexityJob
 from engine.llm.perplexity import DEFINITION
 from engine.model_card import human_bytes
+from gui.dialogs import open_file
 from gui.router import JobRouter
 from gui.state import AppState, settings
 from gui.widgets.live_plot import LivePlot
@@ -288,11 +288,8 @@ class TextGenerationWidget(QWidget):
     # -- perplexity and speed --------------------------------------------------------
     @Slot()
     def _browse_text(self) -> None:
-        s = settings()
-        start = str(s.value("folders/texts", str(Path.home())))
-        path, _ = QFileDialog.getOpenFileName(self, "Text file", start, "Text (*.txt *.raw *.tokens);;All files (*)")
+        path = open_file(self, "Text file", "texts", "Text (*.txt *.raw *.tokens);;All files (*)")
         if path:
-            s.setValue("folders/texts", str(Path(path).parent))
             self.text_path.setText(path)
 
     @Slot()
