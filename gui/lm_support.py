@@ -11,6 +11,7 @@ from engine.llm.quantize import MIXED_RECIPES
 from engine.model_card import human_bytes
 from gui.dialogs import open_file
 from gui.state import AppState
+from gui.widgets.table_model import Column, fmt_float
 
 __all__ = ["TokenTick", "benchmark_job", "card_html", "is_language", "load_job", "perplexity_job", "quantize_job"]
 
@@ -20,6 +21,15 @@ LM_RECIPE_HELP = {
     "mixed_3_6": "mlx-lm mixed: 3-bit weights, 6-bit for the sensitive layers",
     "mixed_4_6": "mlx-lm mixed: 4-bit weights, 6-bit for the sensitive layers",
 }
+
+
+# A language model's speed and memory, as the Benchmark tab and the text-generation view show them.
+LM_SPEED_COLUMNS = [
+    Column("prompt tok/s", lambda r: r.get("prompt_tps"), fmt_float(1), True),
+    Column("gen tok/s", lambda r: r.get("generation_tps"), fmt_float(1), True),
+    Column("first token ms", lambda r: r.get("ttft_ms"), fmt_float(1), True),
+    Column("peak MLX mem", lambda r: r.get("peak_memory_bytes"), human_bytes, True),
+]
 
 
 def is_language(state: AppState, path: str | None) -> bool:

@@ -50,10 +50,7 @@ SESSION_COLUMNS = [
     Column("p99 ms", lambda r: r.get("latency_p99_ms"), fmt_float(3), True),
     Column("images/s", lambda r: r.get("throughput_ips"), fmt_float(1), True),
     Column("perplexity", lambda r: r.get("perplexity"), fmt_float(3), True),
-    Column("prompt tok/s", lambda r: r.get("prompt_tps"), fmt_float(1), True),
-    Column("gen tok/s", lambda r: r.get("generation_tps"), fmt_float(1), True),
-    Column("first token ms", lambda r: r.get("ttft_ms"), fmt_float(1), True),
-    Column("peak MLX mem", lambda r: r.get("peak_memory_bytes"), human_bytes, True),
+    *lm_support.LM_SPEED_COLUMNS,
     Column("size", lambda r: r.get("size_on_disk_bytes"), human_bytes, True),
     Column("bits/w", lambda r: r.get("bits_per_weight"), fmt_float(2), True),
 ]

@@ -33,7 +33,7 @@ from engine.llm.bench import LMBenchSettings, TokenTick
 from engine.llm.generate import GenerationSettings, TextChunk
 from engine.llm.jobs import GenerateJob, GenerateOutcome, LMBenchmarkJob, LMBenchmarkOutcome, PerplexityJob
 from engine.llm.perplexity import DEFINITION
-from engine.model_card import human_bytes
+from gui import lm_support
 from gui.dialogs import open_file
 from gui.router import JobRouter
 from gui.state import AppState, settings
@@ -49,10 +49,7 @@ COLUMNS = [
     Column("perplexity", lambda r: r.get("perplexity"), fmt_float(3), True),
     Column("Δ vs first", lambda r: r.get("delta"), lambda v: "" if v is None else f"{v:+.3f}", True),
     Column("Δ %", lambda r: r.get("delta_pct"), lambda v: "" if v is None else f"{v:+.2f}%", True),
-    Column("prompt tok/s", lambda r: r.get("prompt_tps"), fmt_float(1), True),
-    Column("gen tok/s", lambda r: r.get("generation_tps"), fmt_float(1), True),
-    Column("first token ms", lambda r: r.get("ttft_ms"), fmt_float(1), True),
-    Column("peak MLX mem", lambda r: r.get("peak_memory_bytes"), human_bytes, True),
+    *lm_support.LM_SPEED_COLUMNS,
     Column("bits/w", lambda r: r.get("bits_per_weight"), fmt_float(2), True),
 ]
 
