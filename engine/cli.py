@@ -12,6 +12,7 @@ import json
 import sys
 from pathlib import Path
 
+from engine.argtypes import nonneg_int, positive_int
 from engine.errors import Cancelled, UserError
 from engine.evaluate import cli as evaluation_cli
 
@@ -22,26 +23,6 @@ class _Parser(argparse.ArgumentParser):
     def error(self, message: str):  # noqa: D401
         self.print_usage(sys.stderr)
         self.exit(2, f"{self.prog}: error: {message}\n")
-
-
-def _positive_int(text: str) -> int:
-    try:
-        value = int(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"expected an integer, got '{text}'") from None
-    if value < 1:
-        raise argparse.ArgumentTypeError(f"must be at least 1, got {value}")
-    return value
-
-
-def _nonneg_int(text: str) -> int:
-    try:
-        value = int(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"expected an integer, got '{text}'") from None
-    if value < 0:
-        raise argparse.ArgumentTypeError(f"must be 0 or more, got {value}")
-    return value
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -55,14 +36,14 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--model", default="default")
     p.add_argument("--data", default="default")
     p.add_argument("--recipes", default="fp16,int8,int4", help="comma-separated recipes besides fp32")
-    p.add_argument("--iters", type=_positive_int, default=30)
-    p.add_argument("--warmup", type=_nonneg_int, default=5)
-    p.add_argument("--batch-size", type=_positive_int, default=1)
+    p.add_argument("--iters", type=positive_int, default=30)
+    p.add_argument("--warmup", type=nonneg_int, default=5)
+    p.add_argument("--batch-size", type=positive_int, default=1)
 
     p = sub.add_parser("import", help="import a checkpoint (state dict, .keras/.h5 or .onnx) into a model bundle")
     p.add_argument("--arch", help="architecture of a state dict (resnet18, mobilenet_v2...); not for .keras/.onnx")
     p.add_argument("--weights", required=True, help=".safetensors/.npz/.pth state dict, .keras/.h5 or .onnx file")
-    p.add_argument("--num-classes", type=_positive_int)
+    p.add_argument("--num-classes", type=positive_int)
     p.add_argument("--labels", help="comma-separated class names, or a file (one per line, JSON list or map)")
     p.add_argument("--input-size", help="the model's input, N or HxW (e.g. 224 or 256x192)")
     p.add_argument(
@@ -86,7 +67,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--model", required=True)
     p.add_argument("images", nargs="*", help="image files")
     p.add_argument("--tensor", help="float32 NHWC batch (.npy), already preprocessed")
-    p.add_argument("--top-k", type=_positive_int, default=5)
+    p.add_argument("--top-k", type=positive_int, default=5)
     p.add_argument("--json", action="store_true", help="print JSON")
     p.add_argument("--logits-out", help="write the (N, C) float32 logits to this .npy")
 
@@ -97,8 +78,8 @@ def build_parser() -> argparse.ArgumentParser:
         default="default",
         help="class folders, .npz (incl. MedMNIST), HAM10000 folder/CSV, CIFAR batches/.tar.gz, or 'default'",
     )
-    p.add_argument("--batch-size", type=_positive_int, default=64)
-    p.add_argument("--limit", type=_positive_int, help="evaluate only the first N images")
+    p.add_argument("--batch-size", type=positive_int, default=64)
+    p.add_argument("--limit", type=positive_int, help="evaluate only the first N images")
     p.add_argument("--csv", help="metrics CSV (variant,metric,class,value)")
     p.add_argument("--predictions-csv", help="per-image CSV (path,true_label,pred_label,p_<class>...)")
     p.add_argument("--json", action="store_true")
@@ -107,9 +88,9 @@ def build_parser() -> argparse.ArgumentParser:
 
     p = sub.add_parser("benchmark", help="latency, throughput, memory and size of a model")
     p.add_argument("--model", required=True)
-    p.add_argument("--batch-size", type=_positive_int, default=1)
-    p.add_argument("--iters", type=_positive_int, default=50)
-    p.add_argument("--warmup", type=_nonneg_int, default=5)
+    p.add_argument("--batch-size", type=positive_int, default=1)
+    p.add_argument("--iters", type=positive_int, default=50)
+    p.add_argument("--warmup", type=nonneg_int, default=5)
     p.add_argument("--csv", help="summary CSV (metric,value) plus a per-iteration CSV beside it")
     p.add_argument("--json", action="store_true")
 

@@ -6,7 +6,7 @@ import json
 
 
 def register(sub) -> dict:
-    from engine.cli import _nonneg_int, _positive_int
+    from engine.argtypes import nonneg_int, positive_int
 
     p = sub.add_parser(
         "sweep",
@@ -17,17 +17,17 @@ def register(sub) -> dict:
     p.add_argument("--data", default="default", help="folder of class subfolders, .npz, or 'default'")
     p.add_argument("--out", required=True, help="directory for variants, summary.csv, metrics.csv, plots")
     p.add_argument("--group-size", type=int, choices=(16, 32, 64, 128), help="group size of integer recipes")
-    p.add_argument("--batch-size", type=_positive_int, default=1, help="benchmark batch size")
-    p.add_argument("--iters", type=_positive_int, default=30)
-    p.add_argument("--warmup", type=_nonneg_int, default=5)
-    p.add_argument("--limit", type=_positive_int, help="evaluate only the first N images")
+    p.add_argument("--batch-size", type=positive_int, default=1, help="benchmark batch size")
+    p.add_argument("--iters", type=positive_int, default=30)
+    p.add_argument("--warmup", type=nonneg_int, default=5)
+    p.add_argument("--limit", type=positive_int, help="evaluate only the first N images")
     p.add_argument("--json", action="store_true", help="print the rows as JSON")
 
     p = sub.add_parser("throughput", help="latency and throughput of one model across batch sizes")
     p.add_argument("--model", required=True)
     p.add_argument("--batch-sizes", default="1,2,4,8,16,32,64", help="comma-separated, e.g. 1,2,4,8,16,32,64")
-    p.add_argument("--iters", type=_positive_int, default=20)
-    p.add_argument("--warmup", type=_nonneg_int, default=3)
+    p.add_argument("--iters", type=positive_int, default=20)
+    p.add_argument("--warmup", type=nonneg_int, default=3)
     p.add_argument("--csv", help="write one row per batch size")
     p.add_argument("--json", action="store_true")
     return {"sweep": cmd_sweep, "throughput": cmd_throughput}

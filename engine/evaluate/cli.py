@@ -12,6 +12,7 @@ import json
 import math
 import sys
 
+from engine.argtypes import nonneg_int
 from engine.errors import UserError
 
 
@@ -34,8 +35,6 @@ def _fractions(text: str) -> tuple[float, float, float]:
 
 def add_evaluate_arguments(p: argparse.ArgumentParser) -> None:
     """Options added to ``evaluate`` beside --model/--data/--batch-size/--limit/--csv/--predictions-csv/--json."""
-    from engine.cli import _nonneg_int  # engine.cli is loaded: it calls this while building its parser
-
     g = p.add_argument_group("data")
     g.add_argument(
         "--split",
@@ -68,7 +67,7 @@ def add_evaluate_arguments(p: argparse.ArgumentParser) -> None:
     g.add_argument("--bins", type=int, default=15, help="reliability-diagram / ECE bins (default 15)")
     g.add_argument(
         "--bootstrap",
-        type=_nonneg_int,
+        type=nonneg_int,
         default=0,
         metavar="N",
         help="bootstrap resamples for 95%% intervals (default 0: none)",

@@ -11,17 +11,12 @@ import argparse
 import json
 import sys
 
+from engine.argtypes import positive_int
 from engine.errors import UserError
 from engine.llm.perplexity import DEFINITION
 from engine.model_card import human_bytes
 
 LM_COMMANDS = ("evaluate", "benchmark", "quantize", "info")
-
-
-def _positive_int(text: str) -> int:
-    from engine.cli import _positive_int as check
-
-    return check(text)
 
 
 def register(sub) -> dict:
@@ -32,21 +27,21 @@ def register(sub) -> dict:
     add_shared_option(
         ev, "--text", help="language models: a UTF-8 text file for perplexity (default: held-out Moby-Dick)"
     )
-    add_shared_option(ev, "--context", type=_positive_int, default=512, help="language models: window length in tokens")
+    add_shared_option(ev, "--context", type=positive_int, default=512, help="language models: window length in tokens")
     add_shared_option(
         ev, "--compare", action="append", default=[], metavar="M", help="language models: another variant"
     )
-    add_shared_option(ev, "--max-tokens", type=_positive_int, help="language models: use only the first N tokens")
+    add_shared_option(ev, "--max-tokens", type=positive_int, help="language models: use only the first N tokens")
 
     bm = sub.choices["benchmark"]
-    add_shared_option(bm, "--prompt-tokens", type=_positive_int, default=128, help="language models: prompt length")
-    add_shared_option(bm, "--gen-tokens", type=_positive_int, default=64, help="language models: tokens to generate")
-    add_shared_option(bm, "--runs", type=_positive_int, default=3, help="language models: measured runs")
+    add_shared_option(bm, "--prompt-tokens", type=positive_int, default=128, help="language models: prompt length")
+    add_shared_option(bm, "--gen-tokens", type=positive_int, default=64, help="language models: tokens to generate")
+    add_shared_option(bm, "--runs", type=positive_int, default=3, help="language models: measured runs")
 
     p = sub.add_parser("generate", help="stream text from a language model")
     p.add_argument("--model", required=True, help="default-lm, an mlx-lm folder, a .gguf file or a Hugging Face id")
     p.add_argument("--prompt", required=True)
-    p.add_argument("--max-tokens", type=_positive_int, default=100)
+    p.add_argument("--max-tokens", type=positive_int, default=100)
     p.add_argument("--temp", type=float, default=0.0, help="temperature (0 = greedy)")
     p.add_argument("--top-p", type=float, default=1.0)
     p.add_argument("--seed", type=int, default=0)
@@ -63,7 +58,7 @@ def register(sub) -> dict:
     add_shared_option(p, "--text", help="language models: text sample (default: held-out Moby-Dick)")
     add_shared_option(p, "--candidates", help="language models: formats to measure (default int2,int3,int4,int6,int8)")
     add_shared_option(p, "--group-size", type=int, choices=(32, 64, 128))
-    add_shared_option(p, "--sample-tokens", type=_positive_int, default=512, help="language models: tokens measured")
+    add_shared_option(p, "--sample-tokens", type=positive_int, default=512, help="language models: tokens measured")
     add_shared_option(p, "--layers", help="language models: comma-separated glob patterns of layers to measure")
     add_shared_option(p, "--budget", type=float, help="language models: average bits per weight for a mixed recipe")
     add_shared_option(p, "--out", help="language models, with --budget: quantize with the chosen mix into this folder")

@@ -10,41 +10,8 @@ import argparse
 import json
 import sys
 
+from engine.argtypes import csv_list, int_list, nonneg_float, positive_float
 from engine.errors import UserError
-
-
-def _csv_list(text: str) -> tuple[str, ...]:
-    return tuple(t.strip() for t in text.split(",") if t.strip())
-
-
-def _int_list(text: str) -> tuple[int, ...]:
-    try:
-        values = tuple(int(t) for t in _csv_list(text))
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"expected comma-separated integers, got '{text}'") from None
-    if not values or min(values) < 1:
-        raise argparse.ArgumentTypeError(f"expected positive integers, got '{text}'")
-    return values
-
-
-def _positive_float(text: str) -> float:
-    try:
-        value = float(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"expected a number, got '{text}'") from None
-    if not value > 0:
-        raise argparse.ArgumentTypeError(f"must be positive, got {value}")
-    return value
-
-
-def _nonneg_float(text: str) -> float:
-    try:
-        value = float(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"expected a number, got '{text}'") from None
-    if not value >= 0:  # also refuses nan
-        raise argparse.ArgumentTypeError(f"must be a number >= 0, got '{text}'")
-    return value
 
 
 def _override(text: str) -> tuple[str, str]:
@@ -56,7 +23,7 @@ def _override(text: str) -> tuple[str, str]:
 
 def _pairs(text: str) -> tuple[tuple[str, str], ...]:
     out = []
-    for item in _csv_list(text):
+    for item in csv_list(text):
         t, _, s = item.partition(":")
         out.append((t, s or t))
     return tuple(out)
@@ -170,8 +137,8 @@ def cmd_evaluate_actsim(args) -> int:
 def register(sub) -> dict:
     p = sub.add_parser("sensitivity", help="per-layer sensitivity: quantize one layer at a time, KL and top-1 flips")
     p.add_argument("--model", required=True, help="a float bundle or 'default'")
-    p.add_argument("--bits", type=_int_list, help="affine bit widths to measure, e.g. 4 or 2,3,4,8 (default 4)")
-    p.add_argument("--formats", type=_csv_list, help="formats to measure instead of --bits, e.g. int4-g32,mxfp4")
+    p.add_argument("--bits", type=int_list, help="affine bit widths to measure, e.g. 4 or 2,3,4,8 (default 4)")
+    p.add_argument("--formats", type=csv_list, help="formats to measure instead of --bits, e.g. int4-g32,mxfp4")
     p.add_argument("--group-size", type=int, choices=(32, 64, 128))
     p.add_argument("--data", default="default-val", help="calibration images (default: the shipped validation split)")
     p.add_argument("--calib", type=int, default=256, help="number of calibration images")
@@ -182,14 +149,14 @@ def register(sub) -> dict:
     p = sub.add_parser("autoquant", help="search per-layer bit widths for the smallest model within a budget")
     p.add_argument("--model", required=True)
     g = p.add_mutually_exclusive_group(required=True)
-    g.add_argument("--target-bpw", type=_positive_float, help="bits per weight (scales and float layers included)")
-    g.add_argument("--target-mb", type=_positive_float, help="weight bytes in MB (2^20)")
-    g.add_argument("--max-drop", type=_nonneg_float, help="largest accuracy drop in points on --val-data")
+    g.add_argument("--target-bpw", type=positive_float, help="bits per weight (scales and float layers included)")
+    g.add_argument("--target-mb", type=positive_float, help="weight bytes in MB (2^20)")
+    g.add_argument("--max-drop", type=nonneg_float, help="largest accuracy drop in points on --val-data")
     p.add_argument("--out", required=True, help="bundle directory to write")
     p.add_argument("--data", default="default-val", help="calibration images for the sensitivity analysis")
     p.add_argument("--val-data", default="default-val", help="validation split for --max-drop")
     p.add_argument("--calib", type=int, default=256)
-    p.add_argument("--candidates", type=_csv_list, default=None, help="formats a layer may take (default int2..int8)")
+    p.add_argument("--candidates", type=csv_list, default=None, help="formats a layer may take (default int2..int8)")
     p.add_argument("--group-size", type=int, choices=(32, 64, 128))
     p.add_argument("--no-fold-bn", action="store_true")
     p.add_argument("--trace-csv", help="write the search trace")
@@ -199,8 +166,8 @@ def register(sub) -> dict:
     p.add_argument("--model", required=True)
     p.add_argument("--data", default="default", help="evaluation images")
     p.add_argument("--calib-data", default="default-val")
-    p.add_argument("--observers", type=_csv_list, default=("minmax", "percentile", "mse"))
-    p.add_argument("--calib", type=_int_list, default=(1, 8, 64, 256), help="calibration-set sizes")
+    p.add_argument("--observers", type=csv_list, default=("minmax", "percentile", "mse"))
+    p.add_argument("--calib", type=int_list, default=(1, 8, 64, 256), help="calibration-set sizes")
     p.add_argument("--draws", type=int, default=1, help="random calibration draws per size")
     p.add_argument("--bits", type=int, default=8, help="activation bits")
     p.add_argument("--limit", type=int, help="evaluate only N images")
@@ -219,11 +186,11 @@ def register(sub) -> dict:
     p.add_argument("--limit", type=int, help="use N training images")
     p.add_argument("--epochs", type=int, default=3)
     p.add_argument("--batch-size", type=int, default=64)
-    p.add_argument("--lr", type=_positive_float, default=1e-4, help="Adam learning rate (default 1e-4)")
-    p.add_argument("--temperature", type=_positive_float, default=4.0)
+    p.add_argument("--lr", type=positive_float, default=1e-4, help="Adam learning rate (default 1e-4)")
+    p.add_argument("--temperature", type=positive_float, default=4.0)
     p.add_argument("--alpha", type=float, default=0.7, help="weight of the distillation term")
     p.add_argument("--attention", type=_pairs, default=(), help="attention transfer pairs TEACHER:STUDENT,...")
-    p.add_argument("--beta", type=_positive_float, default=1000.0, help="attention-transfer weight")
+    p.add_argument("--beta", type=positive_float, default=1000.0, help="attention-transfer weight")
     p.add_argument("--student-config", help="JSON overriding the architecture config: a fresh, smaller student")
     p.add_argument("--max-steps", type=int)
     p.add_argument("--no-augment", action="store_true")

@@ -6,7 +6,7 @@ import argparse
 import signal
 import sys
 
-from engine.cli import _positive_int
+from engine.argtypes import nonneg_float, positive_float, positive_int
 
 
 def register(subparsers) -> dict:
@@ -20,10 +20,10 @@ def register(subparsers) -> dict:
     p.add_argument("--model", required=True, help="bundle directory or 'default'; or an mlx-lm model folder")
     p.add_argument("--host", default="127.0.0.1", help="address to listen on (default 127.0.0.1: this machine only)")
     p.add_argument("--port", type=_port, default=8000, help="port (default 8000; 0 picks a free one)")
-    p.add_argument("--max-body-mb", type=_positive_float, default=16.0, help="largest request body (default 16)")
-    p.add_argument("--batch-window-ms", type=_nonneg_float, default=2.0, help="classifier micro-batch window")
-    p.add_argument("--max-batch", type=_positive_int, default=32, help="largest classifier batch")
-    p.add_argument("--max-tokens-limit", type=_positive_int, default=4096, help="most tokens a completion may ask")
+    p.add_argument("--max-body-mb", type=positive_float, default=16.0, help="largest request body (default 16)")
+    p.add_argument("--batch-window-ms", type=nonneg_float, default=2.0, help="classifier micro-batch window")
+    p.add_argument("--max-batch", type=positive_int, default=32, help="largest classifier batch")
+    p.add_argument("--max-tokens-limit", type=positive_int, default=4096, help="most tokens a completion may ask")
     return {"serve": cmd_serve}
 
 
@@ -71,21 +71,3 @@ def _port(text: str) -> int:
     if not 0 <= value <= 65535:
         raise argparse.ArgumentTypeError(f"must be between 0 and 65535, got {value}")
     return value
-
-
-def _number(text: str, kind, low: float, inclusive: bool):
-    try:
-        value = kind(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"expected a number, got '{text}'") from None
-    if value < low or (value == low and not inclusive):
-        raise argparse.ArgumentTypeError(f"must be {'at least' if inclusive else 'more than'} {low}, got {value}")
-    return value
-
-
-def _positive_float(text: str) -> float:
-    return _number(text, float, 0, False)
-
-
-def _nonneg_float(text: str) -> float:
-    return _number(text, float, 0, True)
