@@ -2,7 +2,8 @@
 
 ``evaluate``, ``benchmark``, ``quantize`` and ``info`` run these handlers when
 ``--model`` names a language model (``default-lm``, an mlx-lm folder, a .gguf
-file or a Hugging Face id); ``generate`` and ``sensitivity`` are new commands.
+file or a Hugging Face id); so does ``sensitivity``, whose language-model options are added
+here; ``generate`` is a new command.
 """
 
 from __future__ import annotations
@@ -15,8 +16,6 @@ from engine.argtypes import positive_int
 from engine.errors import UserError
 from engine.llm.perplexity import DEFINITION
 from engine.model_card import human_bytes
-
-LM_COMMANDS = ("evaluate", "benchmark", "quantize", "info")
 
 
 def register(sub) -> dict:
@@ -48,22 +47,18 @@ def register(sub) -> dict:
     p.add_argument("--compare", action="append", default=[], metavar="M", help="another variant, same prompt and seed")
     p.add_argument("--json", action="store_true")
 
-    # `sensitivity` is one command for both kinds of model: image classifiers (engine.quant.cli)
-    # and language models (here, chosen by handler_for when --model is a language model).
-    own = "sensitivity" not in sub.choices
-    p = sub.choices.get("sensitivity") or sub.add_parser(
-        "sensitivity", help="per-layer quantization sensitivity (KL against the float model)"
-    )
-    add_shared_option(p, "--model", required=True)
-    add_shared_option(p, "--text", help="language models: text sample (default: held-out Moby-Dick)")
-    add_shared_option(p, "--candidates", help="language models: formats to measure (default int2,int3,int4,int6,int8)")
-    add_shared_option(p, "--group-size", type=int, choices=(32, 64, 128))
-    add_shared_option(p, "--sample-tokens", type=positive_int, default=512, help="language models: tokens measured")
-    add_shared_option(p, "--layers", help="language models: comma-separated glob patterns of layers to measure")
-    add_shared_option(p, "--budget", type=float, help="language models: average bits per weight for a mixed recipe")
-    add_shared_option(p, "--out", help="language models, with --budget: quantize with the chosen mix into this folder")
-    add_shared_option(p, "--json", action="store_true")
-    return {"generate": cmd_generate, **({"sensitivity": cmd_sensitivity} if own else {})}
+    # `sensitivity` is one command for both kinds of model: engine.quant.cli (before this module
+    # in engine.cli.EXTENSIONS) defines it with --model/--group-size/--json; these options are
+    # the language models' own, and handler_for picks cmd_sensitivity for a language model.
+    p = sub.choices["sensitivity"]
+    g = p.add_argument_group("language models")
+    g.add_argument("--text", help="text sample (default: held-out Moby-Dick)")
+    g.add_argument("--candidates", help="formats to measure (default int2,int3,int4,int6,int8)")
+    g.add_argument("--sample-tokens", type=positive_int, default=512, help="tokens measured")
+    g.add_argument("--layers", help="comma-separated glob patterns of layers to measure")
+    g.add_argument("--budget", type=float, help="average bits per weight for a mixed recipe")
+    g.add_argument("--out", help="with --budget: quantize with the chosen mix into this folder")
+    return {"generate": cmd_generate}
 
 
 def _run(job, args):
