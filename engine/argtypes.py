@@ -58,3 +58,6 @@ def int_list(text: str) -> tuple[int, ...]:
     if not values or min(values) < 1:
         raise argparse.ArgumentTypeError(f"expected positive integers, got '{text}'")
     return values
+
+
+OVERWRITE_HELP = "replace what --out holds if this app wrote it (anything else there is never touched)"

@@ -130,10 +130,14 @@ class ModelBundle:
         return np.array(logits)
 
     # -- saving ------------------------------------------------------------------
-    def save(self, path: str | Path) -> Path:
-        """Write the bundle atomically to ``path`` (a directory), replacing any old one."""
+    def save(self, path: str | Path, *, overwrite: bool = False, inputs: tuple[str | Path, ...] = ()) -> Path:
+        """Write the bundle atomically to ``path`` (a directory).
+
+        ``path`` follows :func:`engine.fileio.check_output_dir`: a folder this app wrote is replaced
+        only with ``overwrite``; anything else already there is refused, as are ``inputs``.
+        """
         path = Path(path).expanduser().resolve()
-        with atomic_directory(path) as tmp:
+        with atomic_directory(path, "model bundle", overwrite=overwrite, inputs=inputs) as tmp:
             weights = to_storage(self.weights(), self.quantization)
             mx.save_safetensors(str(tmp / WEIGHTS_NAME), weights, metadata={"format": "mlx"})
             _write_json(tmp / CONFIG_NAME, self.config_dict())

@@ -12,7 +12,7 @@ import json
 import sys
 from pathlib import Path
 
-from engine.argtypes import nonneg_int, positive_int
+from engine.argtypes import OVERWRITE_HELP, nonneg_int, positive_int
 from engine.errors import Cancelled, UserError
 from engine.evaluate import cli as evaluation_cli
 
@@ -33,6 +33,7 @@ def build_parser() -> argparse.ArgumentParser:
 
     p = sub.add_parser("demo", help="the default workflow headless: fp32/fp16/int8/int4 quantize, evaluate, benchmark")
     p.add_argument("--out", required=True, help="output directory for bundles, summary.csv and PNG plots")
+    p.add_argument("--overwrite", action="store_true", help=OVERWRITE_HELP)
     p.add_argument("--model", default="default")
     p.add_argument("--data", default="default")
     p.add_argument("--recipes", default="fp16,int8,int4", help="comma-separated recipes besides fp32")
@@ -53,6 +54,7 @@ def build_parser() -> argparse.ArgumentParser:
     )
     p.add_argument("--name", help="bundle name (default: the checkpoint's file name)")
     p.add_argument("--out", required=True, help="bundle directory to write")
+    p.add_argument("--overwrite", action="store_true", help=OVERWRITE_HELP)
 
     from engine.quant import cli as quant_cli
 
@@ -62,6 +64,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--group-size", type=int, choices=(16, 32, 64, 128))
     quant_cli.add_recipe_options(p)
     p.add_argument("--out", required=True, help="bundle directory to write")
+    p.add_argument("--overwrite", action="store_true", help=OVERWRITE_HELP)
 
     p = sub.add_parser("predict", help="top-k predictions for images or a preprocessed tensor")
     p.add_argument("--model", required=True)
@@ -155,7 +158,17 @@ def cmd_demo(args) -> int:
 
     recipes = tuple(r.strip() for r in args.recipes.split(",") if r.strip() and r.strip() != "fp32")
     settings = BenchmarkSettings(batch_size=args.batch_size, iters=args.iters, warmup=args.warmup)
-    outcome = _run(DemoJob(out=args.out, model=args.model, data=args.data, recipes=recipes, bench=settings), args)
+    outcome = _run(
+        DemoJob(
+            out=args.out,
+            model=args.model,
+            data=args.data,
+            recipes=recipes,
+            bench=settings,
+            overwrite=args.overwrite,
+        ),
+        args,
+    )
     print(format_demo_table(outcome.rows))
     for f in outcome.files:
         print(f"wrote {f}")
@@ -177,6 +190,7 @@ def cmd_import(args) -> int:
         args.name,
         args.preprocess,
         args.input_size,
+        overwrite=args.overwrite,
     )
     card = _run(job, args)
     print(
@@ -191,7 +205,7 @@ def cmd_quantize(args) -> int:
     from engine.model_card import human_bytes
     from engine.quant.cli import recipe_from_args
 
-    o = _run(QuantizeJob(args.model, recipe_from_args(args), args.out, args.group_size), args)
+    o = _run(QuantizeJob(args.model, recipe_from_args(args), args.out, args.group_size, overwrite=args.overwrite), args)
     print(
         f"{o.source.name} -> {o.card.name}: {human_bytes(o.source.size_on_disk)} -> {human_bytes(o.card.size_on_disk)} "
         f"({o.card.bits_per_weight:.2f} bits/weight, {o.seconds:.2f} s) -> {o.path}"

@@ -25,6 +25,7 @@ from engine.data.images import load_image
 from engine.errors import Cancelled, UserError
 from engine.evaluate.classification import softmax
 from engine.evaluate.runner import EvaluationResult, evaluate_bundle
+from engine.fileio import check_output_dir
 from engine.memory_guard import QUANTIZE_FACTOR, check_memory
 from engine.model_card import ModelCard, model_card
 from engine.quant.apply import quantize_model
@@ -184,11 +185,13 @@ class ImportJob:
     name: str | None = None
     preprocess: str | None = None
     input_size: str | None = None
+    overwrite: bool = False  # replace a folder this app wrote at ``out``
     title: str = "Import checkpoint"
 
     def run(self, ctx: JobContext, ws: Workspace) -> ModelCard:
         from engine.importers.dispatch import import_file
 
+        check_output_dir(self.out, overwrite=self.overwrite, inputs=(self.weights,))
         ctx.progress(0.0, f"reading {self.weights}")
         labels = list(self.labels) if self.labels else None
         bundle = import_file(
@@ -204,7 +207,7 @@ class ImportJob:
         )
         ctx.check()
         ctx.progress(0.8, f"saving {self.out}")
-        bundle.save(self.out)
+        bundle.save(self.out, overwrite=self.overwrite, inputs=(self.weights,))
         ws.forget(self.out)
         ctx.progress(1.0, f"imported {bundle.name}")
         return model_card(bundle)
@@ -221,6 +224,7 @@ class QuantizeJob:
     out: str | None = None
     group_size: int | None = None
     store: bool = True
+    overwrite: bool = False  # replace a folder this app wrote at ``out``
     title: str = "Quantize"
 
     def run(self, ctx: JobContext, ws: Workspace) -> QuantizeOutcome:
@@ -231,6 +235,9 @@ class QuantizeJob:
                 f"model '{source.name}' is already quantized ({source.recipe_name}); start from a float model"
             )
         out = Path(self.out).expanduser() if self.out else default_variant_path(source, recipe.name)
+        # The app's own default folder is the app's to replace; a folder the user named needs overwrite.
+        overwrite = self.overwrite or not self.out
+        check_output_dir(out, overwrite=overwrite, inputs=(source.path,))
         ctx.progress(0.0, f"quantizing {source.name} to {recipe.name}")
         t0 = time.perf_counter()
         # Quantize a fresh copy so the cached float model stays untouched. The source is already in
@@ -256,7 +263,7 @@ class QuantizeJob:
                 "recipe": recipe.name,
             },
         )
-        variant.save(out)
+        variant.save(out, overwrite=overwrite, inputs=(source.path,))
         seconds = time.perf_counter() - t0
         ws.forget(out)
         card = model_card(ws.bundle(out))

@@ -6,7 +6,7 @@ import json
 
 
 def register(sub) -> dict:
-    from engine.argtypes import nonneg_int, positive_int
+    from engine.argtypes import OVERWRITE_HELP, nonneg_int, positive_int
 
     p = sub.add_parser(
         "sweep",
@@ -16,6 +16,7 @@ def register(sub) -> dict:
     p.add_argument("--recipes", required=True, help="comma-separated recipes; fp32 is the float model itself")
     p.add_argument("--data", default="default", help="folder of class subfolders, .npz, or 'default'")
     p.add_argument("--out", required=True, help="directory for variants, summary.csv, metrics.csv, plots")
+    p.add_argument("--overwrite", action="store_true", help=OVERWRITE_HELP)
     p.add_argument("--group-size", type=int, choices=(16, 32, 64, 128), help="group size of integer recipes")
     p.add_argument("--batch-size", type=positive_int, default=1, help="benchmark batch size")
     p.add_argument("--iters", type=positive_int, default=30)
@@ -43,6 +44,7 @@ def cmd_sweep(args) -> int:
         recipes=tuple(args.recipes.split(",")),
         data=args.data,
         out=args.out,
+        overwrite=args.overwrite,
         bench=BenchmarkSettings(batch_size=args.batch_size, iters=args.iters, warmup=args.warmup),
         eval_limit=args.limit,
         group_size=args.group_size,

@@ -26,7 +26,7 @@ from engine.data.datasets import open_dataset
 from engine.errors import Cancelled, UserError
 from engine.evaluate.rows import evaluation_rows, split_rows
 from engine.evaluate.runner import evaluate_bundle, label_mapping
-from engine.fileio import atomic_open, write_csv
+from engine.fileio import atomic_open, claim_directory, write_csv
 from engine.jobs import JobContext, QuantizeJob, Workspace, benchmark_record
 from engine.quant.recipes import FLOAT_RECIPES, make_recipe
 from engine.results import RunRecord, export_long_csv, export_samples_csv
@@ -185,6 +185,7 @@ class SweepJob:
     sweep_id: str | None = None
     store: bool = True
     plots: bool = True
+    overwrite: bool = False  # replace a sweep folder this app wrote at ``out``
     title: str = "Sweep"
 
     def run(self, ctx: JobContext, ws: Workspace) -> SweepOutcome:
@@ -202,7 +203,7 @@ class SweepJob:
         label_mapping(source, dataset)  # a class-count mismatch fails now, not after the first quantization
         sweep_id = self.sweep_id or new_sweep_id()
         out = Path(self.out).expanduser() if self.out else paths.user_data_dir() / "sweeps" / sweep_id
-        out.mkdir(parents=True, exist_ok=True)
+        out = claim_directory(out, "sweep", overwrite=self.overwrite, inputs=(source.path,))
         meta = {
             "sweep_id": sweep_id,
             "model": str(source.path),
@@ -253,6 +254,7 @@ class SweepJob:
                 str(out / "models" / f"{source.name}-{label}"),
                 None if name in FLOAT_RECIPES else self.group_size,
                 store=False,
+                overwrite=True,  # inside the sweep's own folder
             ).run(JobContext(stage(0, "quantize"), None, ctx.should_stop), ws)
             path, quantize_seconds = q.path, q.seconds
         ctx.check()

@@ -45,6 +45,7 @@ class DemoJob:
     recipes: tuple[str, ...] = DEMO_RECIPES
     bench: BenchmarkSettings = field(default_factory=lambda: BenchmarkSettings(batch_size=1, iters=30, warmup=5))
     eval_limit: int | None = None
+    overwrite: bool = False  # replace a demo folder this app wrote at ``out``
     title: str = "Demo workflow"
 
     def run(self, ctx: JobContext, ws: Workspace) -> DemoOutcome:
@@ -59,7 +60,9 @@ class DemoJob:
                 ctx.partial(payload)
 
         recipes = ("fp32", *(r for r in self.recipes if r.strip().lower() != "fp32"))
-        sweep = SweepJob(self.model, recipes, self.data, str(out), self.bench, self.eval_limit, plots=False)
+        sweep = SweepJob(
+            self.model, recipes, self.data, str(out), self.bench, self.eval_limit, plots=False, overwrite=self.overwrite
+        )
         done = sweep.run(JobContext(ctx.scaled(0.0, 0.95), forward, ctx.should_stop), ws)
         files = [
             *done.files,

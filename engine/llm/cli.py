@@ -12,7 +12,7 @@ import argparse
 import json
 import sys
 
-from engine.argtypes import positive_int
+from engine.argtypes import OVERWRITE_HELP, positive_int
 from engine.errors import UserError
 from engine.llm.perplexity import DEFINITION
 from engine.model_card import human_bytes
@@ -58,6 +58,7 @@ def register(sub) -> dict:
     g.add_argument("--layers", help="comma-separated glob patterns of layers to measure")
     g.add_argument("--budget", type=float, help="average bits per weight for a mixed recipe")
     g.add_argument("--out", help="with --budget: quantize with the chosen mix into this folder")
+    g.add_argument("--overwrite", action="store_true", help=OVERWRITE_HELP)
     return {"generate": cmd_generate}
 
 
@@ -140,7 +141,9 @@ def cmd_benchmark(args) -> int:
 def cmd_quantize(args) -> int:
     from engine.llm.jobs import QuantizeLanguageModelJob
 
-    o = _run(QuantizeLanguageModelJob(args.model, args.recipe, args.out, args.group_size), args)
+    o = _run(
+        QuantizeLanguageModelJob(args.model, args.recipe, args.out, args.group_size, overwrite=args.overwrite), args
+    )
     print(
         f"{o.source.name} -> {o.card.name}: {human_bytes(o.source.size_on_disk)} -> {human_bytes(o.card.size_on_disk)} "
         f"({o.card.bits_per_weight:.2f} bits/weight, {o.seconds:.2f} s) -> {o.path}"
@@ -258,7 +261,15 @@ def cmd_sensitivity(args) -> int:
     candidates = tuple(c.strip() for c in (args.candidates or "int2,int3,int4,int6,int8").split(",") if c.strip())
     layers = tuple(x.strip() for x in args.layers.split(",") if x.strip()) if args.layers else None
     job = SensitivityJob(
-        args.model, args.text, candidates, args.group_size or 64, args.sample_tokens, layers, args.budget, args.out
+        args.model,
+        args.text,
+        candidates,
+        args.group_size or 64,
+        args.sample_tokens,
+        layers,
+        args.budget,
+        args.out,
+        args.overwrite,
     )
     report, result = _run(job, args)
     plan = report.plan(args.budget) if args.budget is not None else {}

@@ -15,6 +15,7 @@ import numpy as np
 
 from engine import paths
 from engine.errors import UserError
+from engine.fileio import check_output_dir
 from engine.jobs import JobContext, Workspace
 from engine.llm.bench import LMBenchResult, LMBenchSettings, TokenTick, benchmark_language_model
 from engine.llm.detect import DEFAULT_TEXT, resolve_lm_spec
@@ -91,6 +92,7 @@ class QuantizeLanguageModelJob:
     out: str | None = None
     group_size: int | None = None
     store: bool = True
+    overwrite: bool = False  # replace a folder this app wrote at ``out``
     title: str = "Quantize language model"
 
     def run(self, ctx: JobContext, ws: Workspace) -> LMQuantizeResult:
@@ -99,7 +101,15 @@ class QuantizeLanguageModelJob:
         label = recipe_label(recipe)
         out = Path(self.out).expanduser() if self.out else default_lm_variant_path(src.name.replace("/", "--"), label)
         ctx.progress(0.0, f"quantizing {src.name} to {label}")
-        result = quantize_language_model(src.path, recipe, out, self.group_size, ctx.scaled(0.0, 0.95), ctx.should_stop)
+        result = quantize_language_model(
+            src.path,
+            recipe,
+            out,
+            self.group_size,
+            ctx.scaled(0.0, 0.95),
+            ctx.should_stop,
+            overwrite=self.overwrite or not self.out,  # the app's own default folder is the app's to replace
+        )
         forget_models(ws, str(out))
         if self.store:
             c, s = result.card, result.source
@@ -282,9 +292,12 @@ class SensitivityJob:
     layers: tuple[str, ...] | None = None
     budget_bits: float | None = None
     out: str | None = None
+    overwrite: bool = False
     title: str = "Sensitivity"
 
     def run(self, ctx: JobContext, ws: Workspace) -> tuple[SensitivityReport, LMQuantizeResult | None]:
+        if self.budget_bits is not None and self.out:
+            check_output_dir(self.out, overwrite=self.overwrite)
         text = read_text(Path(self.text).expanduser() if self.text else DEFAULT_TEXT)
         # A private copy: the analysis swaps layers in and out of the model.
         lm = load_language_model(resolve_lm_spec(self.model))
@@ -305,7 +318,9 @@ class SensitivityJob:
             if self.layers:
                 raise UserError("a budget search needs every layer measured; leave out the layer patterns")
             recipe = report.recipe(self.budget_bits, self.group_size)
-            result = quantize_language_model(lm.path, recipe, self.out, None, ctx.scaled(share, 1.0), ctx.should_stop)
+            result = quantize_language_model(
+                lm.path, recipe, self.out, None, ctx.scaled(share, 1.0), ctx.should_stop, overwrite=self.overwrite
+            )
             forget_models(ws, self.out)
         ctx.progress(1.0, "done")
         return report, result

@@ -31,7 +31,7 @@ import mlx.nn as nn
 from mlx.utils import tree_map
 
 from engine.errors import Cancelled, UserError
-from engine.fileio import atomic_directory
+from engine.fileio import atomic_directory, check_output_dir
 from engine.llm.detect import resolve_lm_spec
 from engine.llm.loader import (
     LanguageModel,
@@ -139,12 +139,13 @@ def quantize_in_place(
     return config
 
 
-def save_language_model(lm: LanguageModel, config: dict, out: str | Path) -> Path:
-    """Write an mlx-lm folder atomically (temporary sibling, then rename)."""
+def save_language_model(lm: LanguageModel, config: dict, out: str | Path, *, overwrite: bool = False) -> Path:
+    """Write an mlx-lm folder atomically (temporary sibling, then rename); never over its own source."""
     from mlx_lm.utils import save_config, save_model
 
     out = Path(out).expanduser().resolve()
-    with atomic_directory(out) as tmp:
+    inputs = (lm.path,) if Path(lm.path).exists() else ()
+    with atomic_directory(out, "language model", overwrite=overwrite, inputs=inputs) as tmp:
         save_model(tmp, lm.model)
         save_config(copy.deepcopy(config), config_path=tmp / "config.json")
         lm.tokenizer.save_pretrained(str(tmp))
@@ -174,11 +175,16 @@ def quantize_language_model(
     group_size: int | None = None,
     progress: Callable[[float, str], None] | None = None,
     should_stop: Callable[[], bool] | None = None,
+    overwrite: bool = False,
 ) -> LMQuantizeResult:
-    """Load ``source`` afresh, quantize it with ``recipe`` and save an mlx-lm folder at ``out``."""
+    """Load ``source`` afresh, quantize it with ``recipe`` and save an mlx-lm folder at ``out``.
+
+    ``out`` is checked before any work (:func:`engine.fileio.check_output_dir`).
+    """
     recipe = resolve_recipe(recipe, group_size) if isinstance(recipe, str) else recipe
     t0 = time.perf_counter()
     src_path = Path(resolve_lm_spec(source))
+    check_output_dir(out, overwrite=overwrite, inputs=(src_path,) if src_path.exists() else ())
     if src_path.exists():
         guard_memory(src_path, QUANTIZE_FACTOR, "quantize")
     lm = load_language_model(source, widen=False)
@@ -190,7 +196,7 @@ def quantize_language_model(
     config["mqs"] = {"recipe": label, "parent": lm.path, "parent_fingerprint": src_card.fingerprint}
     if isinstance(recipe, Recipe):
         config["mqs"]["recipe_spec"] = recipe.to_dict()
-    path = save_language_model(lm, config, out)
+    path = save_language_model(lm, config, out, overwrite=overwrite)
     seconds = time.perf_counter() - t0
     saved = LanguageModel(path.name, str(path), "folder", lm.model, lm.tokenizer, config)
     return LMQuantizeResult(str(path), label, language_model_card(saved), src_card, seconds)

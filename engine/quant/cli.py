@@ -10,7 +10,7 @@ import argparse
 import json
 import sys
 
-from engine.argtypes import csv_list, int_list, nonneg_float, positive_float
+from engine.argtypes import OVERWRITE_HELP, csv_list, int_list, nonneg_float, positive_float
 from engine.errors import UserError
 
 
@@ -153,6 +153,7 @@ def register(sub) -> dict:
     g.add_argument("--target-mb", type=positive_float, help="weight bytes in MB (2^20)")
     g.add_argument("--max-drop", type=nonneg_float, help="largest accuracy drop in points on --val-data")
     p.add_argument("--out", required=True, help="bundle directory to write")
+    p.add_argument("--overwrite", action="store_true", help=OVERWRITE_HELP)
     p.add_argument("--data", default="default-val", help="calibration images for the sensitivity analysis")
     p.add_argument("--val-data", default="default-val", help="validation split for --max-drop")
     p.add_argument("--calib", type=int, default=256)
@@ -196,6 +197,7 @@ def register(sub) -> dict:
     p.add_argument("--no-augment", action="store_true")
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--out", required=True)
+    p.add_argument("--overwrite", action="store_true", help=OVERWRITE_HELP)
     p.add_argument("--history-csv", help="write the training curve")
     p.add_argument("--json", action="store_true")
     return {"sensitivity": cmd_sensitivity, "autoquant": cmd_autoquant, "actsim": cmd_actsim, "finetune": cmd_finetune}
@@ -271,6 +273,7 @@ def cmd_autoquant(args) -> int:
         args.group_size,
         not args.no_fold_bn,
         args.out,
+        overwrite=args.overwrite,
     )
     o = _run(job, args)
     res = o.result
@@ -438,7 +441,15 @@ def cmd_finetune(args) -> int:
         seed=args.seed,
     )
     job = FinetuneJob(
-        args.model, settings, args.teacher, args.data, args.val_data, args.limit, student_config, args.out
+        args.model,
+        settings,
+        args.teacher,
+        args.data,
+        args.val_data,
+        args.limit,
+        student_config,
+        args.out,
+        overwrite=args.overwrite,
     )
     o = _run(job, args)
     res = o.result

@@ -9,9 +9,10 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from engine.bundle import ModelBundle
+from engine.bundle import ModelBundle, resolve_model_path
 from engine.errors import UserError
 from engine.evaluate.runner import EvaluationResult, evaluate_bundle
+from engine.fileio import check_output_dir
 from engine.jobs import JobContext, Workspace, default_variant_path
 from engine.model_card import ModelCard, model_card
 from engine.quant.actsim import (
@@ -38,12 +39,26 @@ def _float_source(ws: Workspace, model: str) -> ModelBundle:
     return bundle
 
 
-def _save_variant(ws: Workspace, bundle: ModelBundle, out: str | None, name: str, source: ModelBundle, extra: dict):
+def _check_out(out: str | None, overwrite: bool, source: str) -> None:
+    """Fail before any work when ``out`` (a folder the user named) may not be written."""
+    if out:
+        check_output_dir(out, overwrite=overwrite, inputs=(resolve_model_path(source),))
+
+
+def _save_variant(
+    ws: Workspace,
+    bundle: ModelBundle,
+    out: str | None,
+    name: str,
+    source: ModelBundle,
+    extra: dict,
+    overwrite: bool = False,
+):
     """Save a new variant beside the user's models (or at ``out``) and return (path, card)."""
     bundle.name = f"{source.name}-{name}"
     bundle.source = {"parent": str(source.path), "parent_hash": source.content_hash(), **extra}
     path = Path(out).expanduser() if out else default_variant_path(source, name)
-    bundle.save(path)
+    bundle.save(path, overwrite=overwrite or not out, inputs=(source.path,))
     ws.forget(path)
     return str(path), model_card(ws.bundle(path))
 
@@ -123,10 +138,12 @@ class AutoquantJob:
     group_size: int | None = None
     fold_bn: bool = True
     out: str | None = None
+    overwrite: bool = False  # replace a folder this app wrote at ``out``
     store: bool = True
     title: str = "Autoquant"
 
     def run(self, ctx: JobContext, ws: Workspace) -> AutoquantOutcome:
+        _check_out(self.out, self.overwrite, self.model)
         bundle = _float_source(ws, self.model)
         ctx.progress(0.0, "loading calibration and validation images")
         cal = load_images(bundle, self.data, self.calib, should_stop=ctx.should_stop)
@@ -154,6 +171,7 @@ class AutoquantJob:
             result.recipe.name,
             bundle,
             {"kind": "autoquant", "budget": {"kind": self.budget.kind, "value": self.budget.value}, "met": result.met},
+            self.overwrite,
         )
         src = model_card(bundle)
         record = None
@@ -342,12 +360,14 @@ class FinetuneJob:
     limit: int | None = None
     student_config: tuple[tuple[str, object], ...] = ()
     out: str | None = None
+    overwrite: bool = False  # replace a folder this app wrote at ``out``
     store: bool = True
     title: str = "Fine-tune"
 
     def run(self, ctx: JobContext, ws: Workspace) -> FinetuneOutcome:
         from dataclasses import replace
 
+        _check_out(self.out, self.overwrite, self.model)
         source = _float_source(ws, self.model)
         student, settings = source, self.settings
         if self.student_config:
@@ -378,6 +398,7 @@ class FinetuneJob:
                 "steps": result.steps,
                 "student_config": dict(self.student_config) or None,
             },
+            self.overwrite,
         )
         record = None
         if self.store:

@@ -254,7 +254,8 @@ class BenchmarkTab(QWidget):
         self.status.setText("Demo: quantize fp16/int8/int4, evaluate and benchmark each …")
         out = paths.user_data_dir() / "demo"
         self._submit(
-            DemoJob(str(out), path, self.data.text().strip() or "default", bench=self._settings()),
+            # The demo folder in the app's data folder is the app's own: each run replaces the last.
+            DemoJob(str(out), path, self.data.text().strip() or "default", bench=self._settings(), overwrite=True),
             self._on_demo,
             self._on_samples,
         )

@@ -10,6 +10,7 @@ from PySide6.QtWidgets import (
     QLabel,
     QListWidget,
     QListWidgetItem,
+    QMessageBox,
     QPushButton,
     QSplitter,
     QTableView,
@@ -205,12 +206,31 @@ class ModelsTab(QWidget):
     @Slot()
     def import_checkpoint(self, path: str | None = None) -> None:
         """Ask for the import settings (the file prefilled when given), then import on the engine thread."""
+        from dataclasses import replace
+
         from engine import paths
+        from engine.errors import UserError
+        from engine.fileio import OutputExists, check_output_dir
 
         dialog = ImportDialog(self, path if isinstance(path, str) and path else None)
         if dialog.exec() != QDialog.DialogCode.Accepted:
             return
-        self.router.submit(dialog.job(paths.variants_dir()), on_result=self._on_imported)
+        job = dialog.job(paths.variants_dir())
+        try:
+            check_output_dir(job.out, inputs=(job.weights,))
+        except OutputExists:
+            answer = QMessageBox.question(
+                self,
+                "Replace model?",
+                f"A model named '{Path(job.out).name}' was imported before.\nReplace it with this import?",
+            )
+            if answer != QMessageBox.StandardButton.Yes:
+                return
+            job = replace(job, overwrite=True)
+        except UserError as exc:
+            QMessageBox.warning(self, "Import", str(exc))
+            return
+        self.router.submit(job, on_result=self._on_imported)
 
     def import_files(self, files: list[str]) -> None:
         """Files dropped on the window: import the first (one dialog at a time)."""

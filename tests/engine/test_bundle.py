@@ -10,6 +10,7 @@ import pytest
 
 from engine.bundle import ModelBundle, load_bundle
 from engine.errors import UserError
+from engine.fileio import OutputExists
 from engine.models import registry
 from engine.models.small_cnn import DEFAULT_PREPROCESSING
 from engine.quant.apply import quantize_model
@@ -74,7 +75,9 @@ def test_save_is_atomic_and_replaces(tmp_path):
     b = tiny_bundle()
     b.save(tmp_path / "b")
     b2 = tiny_bundle(seed=1)
-    b2.save(tmp_path / "b")
+    with pytest.raises(OutputExists):
+        b2.save(tmp_path / "b")  # a bundle is replaced only when asked
+    b2.save(tmp_path / "b", overwrite=True)
     assert sorted(p.name for p in tmp_path.iterdir()) == ["b"]
     np.testing.assert_array_equal(load_bundle(tmp_path / "b").predict_logits(batch()), b2.predict_logits(batch()))
 
