@@ -18,21 +18,25 @@ DEFAULT_CALIBRATION = "default-val"
 
 @dataclass(frozen=True)
 class LabelledImages:
-    """Preprocessed float32 NHWC images with labels in the model's class order."""
+    """Preprocessed float32 NHWC images, with labels in the model's class order where known.
+
+    ``y`` is None for calibration images without (matching) labels: whatever only compares a
+    model with its float self needs none.
+    """
 
     name: str
     x: np.ndarray
-    y: np.ndarray
+    y: np.ndarray | None
 
     def __len__(self) -> int:
-        return int(self.y.shape[0])
+        return int(self.x.shape[0])
 
     def subset(self, n: int, seed: int = 0) -> LabelledImages:
         """``n`` images drawn without replacement (all of them when n >= len)."""
         if n >= len(self):
             return self
         idx = np.sort(np.random.default_rng(seed).choice(len(self), size=n, replace=False))
-        return LabelledImages(f"{self.name}[{n}]", self.x[idx], self.y[idx])
+        return LabelledImages(f"{self.name}[{n}]", self.x[idx], None if self.y is None else self.y[idx])
 
 
 def load_images(
@@ -71,6 +75,83 @@ def load_images(
         y = mapping[y]
     name = str(data) if str(data) in ("default", "default-val") else dataset.name
     return LabelledImages(name, prep.normalize(np.stack(arrays)), y)
+
+
+def load_calibration(
+    bundle,
+    data: str,
+    limit: int | None = None,
+    seed: int = 0,
+    should_stop: Callable[[], bool] | None = None,
+) -> LabelledImages:
+    """Calibration images from any source; labels kept only where they match the model's classes.
+
+    ``data`` may be anything :func:`load_images` reads, or any folder of images (flat, nested,
+    one class subfolder or a class count other than the model's) or an ``.npz`` holding an image
+    array without labels. Calibration never needs labels; they are kept for methods that report
+    an accuracy.
+
+    Raises:
+        UserError: no readable image, or not a folder/.npz/dataset at all.
+    """
+    try:
+        return load_images(bundle, data, limit, seed, should_stop)
+    except UserError as labelled_error:
+        dataset = _unlabelled_dataset(data, labelled_error)
+    images = load_images_of(dataset, bundle.preprocessing, limit, seed, should_stop)
+    return LabelledImages(dataset.name, images, None)
+
+
+def _unlabelled_dataset(data: str, labelled_error: UserError):
+    from pathlib import Path
+
+    from engine.data.datasets import BUILTIN, NPZ_ERRORS, ImageDataset, checked_arrays
+    from engine.data.sources import image_files
+
+    path = BUILTIN.get(str(data), Path(str(data)).expanduser())
+    if path.is_dir():
+        files = image_files(path)
+        if not files:
+            raise UserError("no image files in this folder or below it", path)
+        return ImageDataset(path.name, ["?"], np.zeros(len(files), np.int64), paths=[str(f) for f in files])
+    if path.is_file() and path.suffix.lower() == ".npz":
+        try:
+            with np.load(path, allow_pickle=False) as z:
+                key = next(
+                    (k for k in ("images", "x", "x_train", "train_images", "x_test", "test_images") if k in z.files),
+                    None,
+                )
+                if key is None:
+                    key = next((k for k in z.files if z[k].ndim in (3, 4)), None)
+                if key is None:
+                    raise UserError(f"npz holds no image array (N, H, W[, C]); found {sorted(z.files)}", path)
+                images = np.asarray(z[key])
+        except NPZ_ERRORS as exc:
+            raise UserError(f"cannot read npz ({exc})", path) from None
+        images, labels, _ = checked_arrays(images, np.zeros(images.shape[0], np.int64), ["?"], path)
+        return ImageDataset(path.name, ["?"], labels, images=images)
+    raise labelled_error
+
+
+def load_images_of(
+    dataset, prep, limit: int | None = None, seed: int = 0, should_stop: Callable[[], bool] | None = None
+) -> np.ndarray:
+    """Up to ``limit`` preprocessed images of ``dataset`` (a seeded subset); unreadable files are skipped."""
+    n = len(dataset)
+    idx = np.arange(n)
+    if limit is not None and limit < n:
+        idx = np.sort(np.random.default_rng(seed).choice(n, size=limit, replace=False))
+    arrays = []
+    for k, i in enumerate(idx):
+        if should_stop is not None and k % 64 == 0 and should_stop():
+            raise Cancelled()
+        try:
+            arrays.append(dataset.load_uint8(int(i), prep))
+        except UserError as exc:
+            dataset.skipped.append((dataset.identifier(int(i)), str(exc)))
+    if not arrays:
+        raise UserError(f"no readable image in '{dataset.name}'")
+    return prep.normalize(np.stack(arrays))
 
 
 def logits_of(

@@ -82,7 +82,11 @@ def add_actsim_options(p: argparse.ArgumentParser) -> None:
     )
     p.add_argument("--observer", choices=("minmax", "percentile", "mse"), default="minmax")
     p.add_argument("--calib", type=int, default=128, help="calibration images for the activation ranges")
-    p.add_argument("--calib-data", default="default-val", help="where calibration images come from")
+    p.add_argument(
+        "--calib-data",
+        default="default-val",
+        help="calibration images (any folder or .npz of images; labels are optional)",
+    )
 
 
 def cmd_evaluate_actsim(args) -> int:
@@ -140,7 +144,11 @@ def register(sub) -> dict:
     p.add_argument("--bits", type=int_list, help="affine bit widths to measure, e.g. 4 or 2,3,4,8 (default 4)")
     p.add_argument("--formats", type=csv_list, help="formats to measure instead of --bits, e.g. int4-g32,mxfp4")
     p.add_argument("--group-size", type=int, choices=(32, 64, 128))
-    p.add_argument("--data", default="default-val", help="calibration images (default: the shipped validation split)")
+    p.add_argument(
+        "--data",
+        default="default-val",
+        help="calibration images (any folder or .npz of images; labels are optional; default: the shipped validation split)",
+    )
     p.add_argument("--calib", type=int, default=256, help="number of calibration images")
     p.add_argument("--no-fold-bn", action="store_true")
     p.add_argument("--csv", help="write one row per layer and format")
@@ -154,8 +162,12 @@ def register(sub) -> dict:
     g.add_argument("--max-drop", type=nonneg_float, help="largest accuracy drop in points on --val-data")
     p.add_argument("--out", required=True, help="bundle directory to write")
     p.add_argument("--overwrite", action="store_true", help=OVERWRITE_HELP)
-    p.add_argument("--data", default="default-val", help="calibration images for the sensitivity analysis")
-    p.add_argument("--val-data", default="default-val", help="validation split for --max-drop")
+    p.add_argument(
+        "--data", default="default-val", help="calibration images (any folder or .npz of images; labels are optional)"
+    )
+    p.add_argument(
+        "--val-data", help="labelled validation images: needed by --max-drop (default default-val), optional otherwise"
+    )
     p.add_argument("--calib", type=int, default=256)
     p.add_argument("--candidates", type=csv_list, default=None, help="formats a layer may take (default int2..int8)")
     p.add_argument("--group-size", type=int, choices=(32, 64, 128))

@@ -24,7 +24,7 @@ from engine.quant.actsim import (
     simulated_activations,
 )
 from engine.quant.autoquant import DEFAULT_CANDIDATES, AutoquantResult, Budget, autoquant
-from engine.quant.calibration import DEFAULT_CALIBRATION, LabelledImages, load_images
+from engine.quant.calibration import DEFAULT_CALIBRATION, LabelledImages, load_calibration, load_images
 from engine.quant.formats import parse_spec
 from engine.quant.inventory import LayerInventory, inventory
 from engine.quant.recover import FinetuneResult, FinetuneSettings, finetune
@@ -107,7 +107,7 @@ class SensitivityJob:
             raise UserError("give at least one format to measure")
         bundle = _float_source(ws, self.model)
         ctx.progress(0.0, f"loading {self.calib} calibration images from {self.data}")
-        images = load_images(bundle, self.data, self.calib, should_stop=ctx.should_stop)
+        images = load_calibration(bundle, self.data, self.calib, should_stop=ctx.should_stop)
         report = analyze_sensitivity(
             bundle, specs, images, self.fold_bn, progress=ctx.progress, should_stop=ctx.should_stop, on_row=ctx.partial
         )
@@ -132,7 +132,7 @@ class AutoquantJob:
     model: str
     budget: Budget
     data: str = DEFAULT_CALIBRATION  # calibration images for the sensitivity analysis
-    val_data: str = DEFAULT_CALIBRATION  # the split an accuracy budget is checked on
+    val_data: str | None = None  # labelled; an accuracy budget is checked on it (default: default-val)
     calib: int = 256
     candidates: tuple[str, ...] = DEFAULT_CANDIDATES
     group_size: int | None = None
@@ -146,8 +146,14 @@ class AutoquantJob:
         _check_out(self.out, self.overwrite, self.model)
         bundle = _float_source(ws, self.model)
         ctx.progress(0.0, "loading calibration and validation images")
-        cal = load_images(bundle, self.data, self.calib, should_stop=ctx.should_stop)
-        val = cal if (self.val_data == self.data and self.budget.kind != "drop") else load_images(bundle, self.val_data)
+        cal = load_calibration(bundle, self.data, self.calib, should_stop=ctx.should_stop)
+        # A size target needs no labels; an accuracy budget needs a labelled validation set.
+        if self.budget.kind == "drop":
+            val = load_images(bundle, self.val_data or DEFAULT_CALIBRATION, should_stop=ctx.should_stop)
+        elif self.val_data and self.val_data != self.data:
+            val = load_images(bundle, self.val_data, should_stop=ctx.should_stop)
+        else:
+            val = cal if cal.y is not None else None
         result = autoquant(
             bundle,
             self.budget,
@@ -196,9 +202,10 @@ class AutoquantJob:
                     model_path=card.path,
                     model_hash=card.content_hash,
                     recipe=result.recipe.name,
-                    dataset=val.name,
+                    dataset=(val or cal).name,
                     metrics=metrics,
                     settings={
+                        "calibration": {"data": str(self.data), "images": len(cal), "labelled": cal.y is not None},
                         "recipe": result.recipe.to_dict(),
                         "source": str(bundle.path),
                         "budget": self.budget.describe(),
@@ -240,7 +247,7 @@ class ActSimJob:
         self.settings.validate()
         bundle = ws.bundle(self.model)
         ctx.progress(0.0, f"calibrating on {self.settings.calib} images of {self.calib_data}")
-        images = load_images(bundle, self.calib_data, self.settings.calib, self.settings.seed, ctx.should_stop)
+        images = load_calibration(bundle, self.calib_data, self.settings.calib, self.settings.seed, ctx.should_stop)
         cal = calibrate(bundle.model, images, self.settings, progress=ctx.scaled(0.0, 0.2), should_stop=ctx.should_stop)
         dataset = open_dataset(self.data)
         plain = evaluate_bundle(
@@ -305,7 +312,7 @@ class CalibrationSweepJob:
     def run(self, ctx: JobContext, ws: Workspace) -> tuple[SimRow, ...]:
         bundle = ws.bundle(self.model)
         ctx.progress(0.0, "loading images")
-        cal = load_images(bundle, self.calib_data, should_stop=ctx.should_stop)
+        cal = load_calibration(bundle, self.calib_data, should_stop=ctx.should_stop)
         ev = load_images(bundle, self.data, self.limit, should_stop=ctx.should_stop)
         return calibration_sweep(
             bundle.model,
