@@ -55,7 +55,7 @@ def torch_mobilenet_v2(width_mult: float, num_classes: int):
     """A torch.nn MobileNetV2 whose state-dict names and shapes are torchvision's."""
     from torch import nn
 
-    from engine.models.layers import make_divisible
+    from engine.image.models.layers import make_divisible
 
     def cbr(i, o, k, stride=1, groups=1):
         return nn.Sequential(
@@ -100,8 +100,8 @@ def mnist_splits(size: int):
     sys.path.insert(0, str(ROOT / "resources"))
     import train_default
 
-    from engine.data.preprocess import Preprocessing
-    from engine.data.presets import apply_spec
+    from engine.image.data.preprocess import Preprocessing
+    from engine.image.data.presets import apply_spec
 
     images, labels = train_default.load_mnist_5k()
     split = train_default.stratified_split(labels, np.random.default_rng(train_default.SEED))
@@ -194,7 +194,7 @@ def main() -> int:
     labels = ",".join(str(i) for i in range(10))
     cli("import", "--arch", "mobilenet_v2", "--weights", str(ckpt), "--labels", labels,
         "--input-size", str(args.input_size), "--preprocess", PREPROCESS, "--out", str(fp32), env=env)  # fmt: skip
-    from engine.bundle import load_bundle
+    from engine.image.bundle import load_bundle
 
     imported = load_bundle(fp32)
     diff = float(np.abs(imported.predict_logits(xte[:64].transpose(0, 2, 3, 1)) - torch_logits[:64]).max())

@@ -17,8 +17,8 @@ def model_bundle(model: str | None, arch: str | None, input_size: int | None, nu
     """A saved bundle (``model``) or a freshly initialised ``arch`` wrapped as a bundle (never saved)."""
     import mlx.core as mx
 
-    from engine.bundle import ModelBundle, load_bundle
-    from engine.models import registry
+    from engine.image.bundle import ModelBundle, load_bundle
+    from engine.image.models import registry
 
     if model:
         return load_bundle(model)

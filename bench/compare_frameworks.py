@@ -31,9 +31,9 @@ def mlx_variant(bundle, recipe_name: str):
     """``bundle`` quantized in memory with ``recipe_name`` (fp32: the bundle itself)."""
     import dataclasses
 
-    from engine.bundle import load_bundle
-    from engine.quant.apply import quantize_model
-    from engine.quant.recipes import make_recipe
+    from engine.image.bundle import load_bundle
+    from engine.image.quant.apply import quantize_model
+    from engine.image.quant.recipes import make_recipe
 
     if recipe_name == "fp32":
         return bundle
@@ -166,8 +166,8 @@ def main() -> int:
 
     import mlx.core as mx
 
-    from engine.bench.environment import environment
-    from engine.bench.harness import benchmark_input
+    from engine.image.benchmark import benchmark_input
+    from engine.measure.environment import environment
 
     base = model_bundle(args.model, None, None, None)
     engines: dict[str, object] = {}

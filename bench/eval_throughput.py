@@ -27,10 +27,10 @@ from PIL import Image
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from engine.bundle import load_bundle  # noqa: E402
-from engine.data.datasets import open_dataset  # noqa: E402
-from engine.data.loader import decode_batch  # noqa: E402
-from engine.evaluate.runner import evaluate_bundle  # noqa: E402
+from engine.image.bundle import load_bundle
+from engine.image.data.datasets import open_dataset
+from engine.image.data.loader import decode_batch
+from engine.image.evaluation import evaluate_bundle
 
 
 def write_pngs(root: Path, n: int, size: int, classes: int) -> None:

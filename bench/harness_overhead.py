@@ -32,7 +32,7 @@ PARTIAL_INTERVAL_S = 0.1  # as gui/engine_thread.py
 
 def gui_like_context():
     """Callbacks shaped like the engine worker's: buffered partials, throttled progress, a cancel Event."""
-    from engine.jobs import JobContext
+    from engine.runtime import JobContext
 
     buffer: list = []
     flushed: list = []
@@ -67,8 +67,8 @@ def main() -> int:
 
     import mlx.core as mx
 
-    from engine.bench.environment import environment
-    from engine.bench.harness import BenchmarkSettings, benchmark_input, run_benchmark
+    from engine.image.benchmark import BenchmarkSettings, benchmark_input, run_benchmark
+    from engine.measure.environment import environment
 
     bundle = model_bundle(
         args.model or (None if args.arch else "default"), args.arch, args.input_size, args.num_classes

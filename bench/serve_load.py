@@ -34,7 +34,7 @@ import numpy as np
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
-from engine.paths import SAMPLES_DIR  # noqa: E402
+from engine.core.paths import SAMPLES_DIR  # noqa: E402
 
 SAMPLE = SAMPLES_DIR / "digit_7.png"
 
@@ -127,8 +127,8 @@ def http_round(model: str, max_batch: int, window_ms: float, args) -> dict:
 
 def in_process_round(model: str, args) -> tuple[dict, dict]:
     """One at a time and batched through the model on this thread, from the decoded image."""
-    from engine.bundle import load_bundle
-    from engine.data.images import load_image
+    from engine.image.bundle import load_bundle
+    from engine.image.data.images import load_image
 
     bundle = load_bundle(model)
     x = bundle.preprocessing(load_image(SAMPLE))[None]

@@ -1,4 +1,4 @@
-"""QApplication and MainWindow: five tabs over one engine thread."""
+"""QApplication and MainWindow: six tabs over one engine thread."""
 
 from __future__ import annotations
 
@@ -19,8 +19,8 @@ from PySide6.QtWidgets import (
 )
 
 import engine
-from engine import paths
-from engine.results import ResultsStore
+from engine.core import paths
+from engine.measure.results import ResultsStore
 from gui.engine_thread import Engine
 from gui.file_open import FileOpener, StudioApplication
 from gui.router import JobRouter
@@ -52,6 +52,7 @@ class MainWindow(QMainWindow):
         self.engine = Engine(self.store, self)
         self.router = JobRouter(self.engine, self)
         self.state = AppState(self)
+        self.engine.worker.stored.connect(self.state.results_changed)
         self.last_error: str | None = None
         self._error_box: QMessageBox | None = None
 
@@ -337,7 +338,7 @@ class MainWindow(QMainWindow):
     # -- dropped checkpoint files ----------------------------------------------------
     @staticmethod
     def _importable_files(event) -> list[str]:
-        from engine.importers.dispatch import check_importable
+        from engine.image.importers.dispatch import check_importable
 
         mime = event.mimeData()
         if not mime.hasUrls():

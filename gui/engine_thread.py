@@ -18,9 +18,9 @@ from dataclasses import dataclass
 
 from PySide6.QtCore import QObject, QThread, QTimer, Signal, Slot
 
-from engine.errors import Cancelled, UserError
-from engine.jobs import JobContext, Workspace
-from engine.results import ResultsStore
+from engine.core.errors import Cancelled, UserError
+from engine.measure.results import ResultsStore
+from engine.runtime import JobContext, Workspace
 
 PARTIAL_INTERVAL_S = 0.1  # partial results reach the GUI at most ~10 times a second
 PROGRESS_INTERVAL_S = 0.05
@@ -47,6 +47,7 @@ class EngineWorker(QObject):
     cancelled = Signal(object)  # job id
     finished = Signal(object)  # job id; always last, after result/failed/cancelled
     idle = Signal()  # the queue is empty
+    stored = Signal()  # the results store was written (a job stored a run): views re-read it
     _wake = Signal()
 
     def __init__(self, store: ResultsStore | None = None):
@@ -99,6 +100,7 @@ class EngineWorker(QObject):
     def workspace(self) -> Workspace:
         if self._workspace is None:
             self._workspace = Workspace(self._store)
+            self._workspace.store.subscribe(self.stored.emit)  # every write announces itself
         return self._workspace
 
     def _run(self, p: _Pending) -> None:

@@ -15,7 +15,7 @@ from collections.abc import Callable
 from PySide6.QtCore import QEvent, QObject, QTimer, Signal, Slot
 from PySide6.QtWidgets import QApplication
 
-from engine.file_kinds import BUNDLE, CHECKPOINT, IMAGE, classify, describe_unusable
+from engine.kinds.files import BUNDLE, CHECKPOINT, IMAGE, classify, describe_unusable
 
 
 class StudioApplication(QApplication):

@@ -4,11 +4,11 @@ from __future__ import annotations
 
 from PySide6.QtWidgets import QInputDialog, QMenu
 
+from engine.core.units import human_bytes
+from engine.jobs.language import LMBenchmarkJob, LoadLanguageModelJob, PerplexityJob, QuantizeLanguageModelJob
 from engine.llm.bench import LMBenchSettings, TokenTick
-from engine.llm.jobs import LMBenchmarkJob, LoadLanguageModelJob, PerplexityJob, QuantizeLanguageModelJob
 from engine.llm.loader import LanguageModelCard
 from engine.llm.quantize import MIXED_RECIPES
-from engine.model_card import human_bytes
 from gui.dialogs import open_file
 from gui.state import AppState
 from gui.widgets.table_model import Column, fmt_float

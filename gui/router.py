@@ -25,7 +25,7 @@ class JobRouter(QObject):
 
     job_started = Signal(object, object)  # job id, title
     job_progress = Signal(object, object, object)  # job id, fraction, message
-    job_failed = Signal(object, object)  # job id, message (when the submitter has no on_failed)
+    job_failed = Signal(object, object)  # job id, message: the window's one error report (dialog, status bar)
     job_cancelled = Signal(object)
     job_finished = Signal(object)
 

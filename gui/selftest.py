@@ -23,8 +23,8 @@ import time
 from PySide6.QtCore import QTimer, qVersion
 from PySide6.QtWidgets import QApplication
 
-from engine.paths import DATA_DIR_ENV
-from engine.selftest import SelfTestJob, SelfTestReport
+from engine.core.paths import DATA_DIR_ENV
+from engine.jobs.selftest import SelfTestJob, SelfTestReport
 
 
 def parse_args(argv: list[str]) -> argparse.Namespace:

@@ -6,14 +6,13 @@ arrive from the engine thread.
 
 from __future__ import annotations
 
-import json
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 
 from PySide6.QtCore import QObject, QSettings, Signal
 
-from engine import paths
-from engine.model_card import ModelCard
+from engine.core import paths
+from engine.image.model_card import ModelCard
 
 
 @dataclass(frozen=True)
@@ -23,6 +22,7 @@ class ModelEntry:
     recipe: str
     arch: str
     kind: str = "image"  # "image" (a bundle) or "language" (an mlx-lm folder or a .gguf file)
+    where: str = ""  # set by AppState when another entry would look the same: the folder it lies in
 
     @property
     def quantized(self) -> bool:
@@ -30,36 +30,28 @@ class ModelEntry:
 
     @property
     def display(self) -> str:
-        return f"{self.name}  [{self.recipe}]"
+        text = f"{self.name}  [{self.recipe}]"
+        return f"{text}  ({self.where})" if self.where else text
 
 
 def read_entry(path: str | Path) -> ModelEntry | None:
-    """A ModelEntry from a bundle's config.json, or None if it is not a bundle."""
-    path = Path(path)
-    lm = read_lm_entry(path)
-    if lm is not None:
-        return lm
-    try:
-        cfg = json.loads((path / "config.json").read_text(encoding="utf-8"))
-    except (OSError, ValueError):
+    """A ModelEntry for a model of any kind (the kind decided by engine.kinds), or None."""
+    from engine import kinds
+
+    found = kinds.listing(path)
+    if found is None:
         return None
-    q = cfg.get("quantization") or {}
-    recipe = (q.get("recipe") or {}).get("name", "custom") if q else "fp32"
-    return ModelEntry(str(path.resolve()), cfg.get("name") or path.name, recipe, cfg.get("arch", "?"))
+    return ModelEntry(found.path, found.name, found.recipe, found.arch, found.kind)
 
 
-def read_lm_entry(path: Path) -> ModelEntry | None:
-    """A ModelEntry for an mlx-lm folder or a .gguf file, or None."""
-    from engine.llm.detect import display_name, lm_recipe_name, read_lm_config
-
-    if path.is_file() and path.suffix.lower() == ".gguf":
-        return ModelEntry(str(path.resolve()), path.stem, "gguf", "gguf", "language")
-    cfg = read_lm_config(path) if path.is_dir() else None
-    if cfg is None:
-        return None
-    return ModelEntry(
-        str(path.resolve()), display_name(path), lm_recipe_name(cfg), str(cfg.get("model_type")), "language"
-    )
+def _where(path: str) -> str:
+    """The shipped model, the user's models, a demo or sweep folder: the folder a model lies in."""
+    p = Path(path)
+    if p.resolve() in (paths.DEFAULT_MODEL_DIR.resolve(), paths.DEFAULT_LM_DIR.resolve()):
+        return "shipped"
+    if p.parent.resolve() == paths.variants_dir().resolve():
+        return "my models"
+    return str(Path(*p.parts[-3:-1])) if len(p.parts) > 2 else str(p.parent)
 
 
 class AppState(QObject):
@@ -85,6 +77,7 @@ class AppState(QObject):
                 e = read_entry(d)
                 if e:
                     self._entries[e.path] = e
+        self._tell_apart()
         self.models_changed.emit()
 
     def add(self, path: str | Path) -> ModelEntry | None:
@@ -92,13 +85,26 @@ class AppState(QObject):
         if entry is not None:
             self._entries[entry.path] = entry
             self._cards.pop(entry.path, None)
+            self._tell_apart()
             self.models_changed.emit()
-        return entry
+        return self._entries.get(entry.path) if entry is not None else None
 
     def remove(self, path: str) -> None:
         self._entries.pop(path, None)
         self._cards.pop(path, None)
+        self._tell_apart()
         self.models_changed.emit()
+
+    def _tell_apart(self) -> None:
+        """Entries that would show the same name and recipe also show where they lie, in every list."""
+        groups: dict[str, list[ModelEntry]] = {}
+        for e in self._entries.values():
+            groups.setdefault(f"{e.name}  [{e.recipe}]", []).append(e)
+        for same in groups.values():
+            for e in same:
+                where = _where(e.path) if len(same) > 1 else ""
+                if e.where != where:
+                    self._entries[e.path] = replace(e, where=where)
 
     def entries(self, kind: str | None = None) -> list[ModelEntry]:
         """Known models; ``kind`` ("image" or "language") keeps only that kind."""

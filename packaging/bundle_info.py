@@ -14,7 +14,7 @@ ROOT = Path(__file__).resolve().parent.parent
 if str(ROOT) not in sys.path:
     sys.path.insert(0, str(ROOT))
 
-from engine.file_kinds import DOCUMENT_TYPES  # noqa: E402 - one table for file routing and Info.plist
+from engine.kinds.files import DOCUMENT_TYPES  # noqa: E402
 
 APP_NAME = "MLX Quant Studio"
 LINUX_NAME = "mlx-quant-studio"
@@ -61,7 +61,7 @@ EXCLUDES = [
     "httpx",
 ]
 
-# Shipped with the app (engine/paths.py finds them under <bundle>/resources).
+# Shipped with the app (engine/core/paths.py finds them under <bundle>/resources).
 RESOURCES = ["resources/default_model", "resources/data", "resources/samples", "resources/icon.png"]
 
 
@@ -72,7 +72,7 @@ def version() -> str:
 
 
 def document_types() -> tuple[list[dict], list[dict]]:
-    """CFBundleDocumentTypes and UTImportedTypeDeclarations from engine.file_kinds.DOCUMENT_TYPES."""
+    """CFBundleDocumentTypes and UTImportedTypeDeclarations from engine.kinds.files.DOCUMENT_TYPES."""
     doc_types, imported = [], []
     for t in DOCUMENT_TYPES:
         doc_types.append(

@@ -27,9 +27,9 @@ from PIL import Image
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
-from engine.bundle import ModelBundle  # noqa: E402
-from engine.models import registry  # noqa: E402
-from engine.models.small_cnn import DEFAULT_PREPROCESSING  # noqa: E402
+from engine.image.bundle import ModelBundle  # noqa: E402
+from engine.image.models import registry  # noqa: E402
+from engine.image.models.small_cnn import DEFAULT_PREPROCESSING  # noqa: E402
 
 SEED = 20261122
 PER_CLASS = {"train": 350, "val": 50, "test": 100}

@@ -25,7 +25,7 @@ def isolated_data_dir(tmp_path_factory, monkeypatch):
 
 @pytest.fixture(scope="session")
 def default_bundle_path() -> Path:
-    from engine.paths import DEFAULT_MODEL_DIR
+    from engine.core.paths import DEFAULT_MODEL_DIR
 
     return DEFAULT_MODEL_DIR
 

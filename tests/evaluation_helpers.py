@@ -7,7 +7,7 @@ from pathlib import Path
 import numpy as np
 from PIL import Image
 
-from engine.data.preprocess import Preprocessing
+from engine.image.data.preprocess import Preprocessing
 
 
 def tiny_bundle(
@@ -16,8 +16,8 @@ def tiny_bundle(
     """A random-initialised small_cnn bundle (widths 4/8/8/16) saved to ``out``; returns the bundle."""
     import mlx.core as mx
 
-    from engine.bundle import ModelBundle
-    from engine.models import registry
+    from engine.image.bundle import ModelBundle
+    from engine.image.models import registry
 
     mx.random.seed(seed)
     arch = registry.get("small_cnn")

@@ -30,7 +30,7 @@ def batchnorm(x, p, prefix, eps=1e-5):
 
 
 def small_cnn_forward(params: dict[str, np.ndarray], x: np.ndarray) -> np.ndarray:
-    """Logits of engine.models.small_cnn.SmallCNN from its weights, in float64."""
+    """Logits of engine.image.models.small_cnn.SmallCNN from its weights, in float64."""
     p = {k: np.asarray(v, dtype=np.float64) for k, v in params.items()}
     h = np.asarray(x, dtype=np.float64)
     blocks = [("stem", 1, 1), ("dw", 2, None), ("pw", 1, 1), ("conv3", 2, 1), ("conv4", 2, 1)]

@@ -16,7 +16,7 @@ from dataclasses import dataclass, field
 import mlx.core as mx
 import numpy as np
 
-from engine.errors import Cancelled, UserError
+from engine.core.errors import Cancelled, UserError
 from engine.llm.loader import LanguageModel
 
 
@@ -131,7 +131,7 @@ def benchmark_language_model(
     should_stop: Callable[[], bool] | None = None,
 ) -> LMBenchResult:
     """Warm-up runs, then ``settings.runs`` measured runs; medians in ``summary()``."""
-    from engine.bench.environment import environment, rss_bytes
+    from engine.measure.environment import environment, rss_bytes
 
     settings.validate()
     prompt = benchmark_prompt(lm, settings.prompt_tokens)

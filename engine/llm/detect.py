@@ -1,4 +1,4 @@
-"""Tell a language model from an image-model bundle without loading anything.
+"""Language-model specs without loading anything: names, configs, display names.
 
 An mlx-lm folder has a config.json with ``model_type`` (and no ``arch``, which
 image bundles carry); a ``.gguf`` file is a llama.cpp model; ``org/name`` that
@@ -8,15 +8,13 @@ is not a local path is a Hugging Face id. ``default-lm`` is the shipped model.
 from __future__ import annotations
 
 import json
-import re
 from pathlib import Path
 
-from engine import paths
+from engine.core import paths
 
 DEFAULT_LM_NAME = "default-lm"
 DEFAULT_LM_DIR = paths.DEFAULT_LM_DIR
 DEFAULT_TEXT = paths.RESOURCES / "data" / "moby_dick_heldout.txt"
-_HF_ID = re.compile(r"^[A-Za-z0-9][\w.-]*/[\w.-]+$")
 
 
 def resolve_lm_spec(spec: str | Path) -> str:
@@ -37,21 +35,6 @@ def read_lm_config(path: Path) -> dict | None:
     if not isinstance(cfg, dict) or "arch" in cfg or "model_type" not in cfg:
         return None
     return cfg
-
-
-def is_hf_id(spec: str) -> bool:
-    return bool(_HF_ID.match(spec)) and not Path(spec).expanduser().exists()
-
-
-def is_language_model(spec: str | Path) -> bool:
-    """True for 'default-lm', an mlx-lm folder, a .gguf file, or a Hugging Face id."""
-    text = resolve_lm_spec(spec)
-    p = Path(text)
-    if p.is_dir():
-        return read_lm_config(p) is not None
-    if p.is_file():
-        return p.suffix.lower() == ".gguf"
-    return is_hf_id(text)
 
 
 def lm_recipe_name(cfg: dict) -> str:

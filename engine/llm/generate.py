@@ -13,7 +13,7 @@ from dataclasses import dataclass
 
 import mlx.core as mx
 
-from engine.errors import UserError
+from engine.core.errors import UserError
 from engine.llm.loader import LanguageModel
 
 

@@ -24,7 +24,7 @@ import mlx.core as mx
 import mlx.nn as nn
 import numpy as np
 
-from engine.errors import UserError
+from engine.core.errors import UserError
 
 # GGUF architecture -> (mlx-lm model_type, whether llama.cpp permuted q/k rows)
 ARCHITECTURES = {"llama": ("llama", True), "mistral": ("llama", True), "qwen2": ("qwen2", False)}

@@ -18,10 +18,11 @@ import mlx.core as mx
 import mlx.nn as nn
 from mlx.utils import tree_flatten, tree_map
 
-from engine.errors import UserError
-from engine.llm.detect import display_name, is_hf_id, lm_recipe_name, read_lm_config, resolve_lm_spec
-from engine.memory_guard import LOAD_FACTOR, check_memory, files_size
-from engine.model_card import LayerRow, layer_rows
+from engine.core.errors import UserError
+from engine.core.memory_guard import LOAD_FACTOR, check_memory, files_size
+from engine.core.paths import is_hf_id
+from engine.image.model_card import LayerRow, layer_rows
+from engine.llm.detect import display_name, lm_recipe_name, read_lm_config, resolve_lm_spec
 
 HF_ALLOW_PATTERNS = ["*.json", "model*.safetensors", "*.py", "tokenizer.model", "*.tiktoken", "*.txt", "*.jinja"]
 
@@ -133,7 +134,7 @@ def weight_files(path: Path) -> list[Path]:
 
 
 def guard_memory(path: Path, factor: float, action: str) -> None:
-    """Refuse (UserError) before loading weights the machine cannot hold; see engine.memory_guard."""
+    """Refuse (UserError) before loading weights the machine cannot hold; see engine.core.memory_guard."""
     check_memory(files_size(weight_files(path)), factor, action, path)
 
 

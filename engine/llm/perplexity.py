@@ -19,7 +19,7 @@ from pathlib import Path
 import mlx.core as mx
 import numpy as np
 
-from engine.errors import Cancelled, UserError
+from engine.core.errors import Cancelled, UserError
 from engine.llm.loader import LanguageModel
 
 DEFAULT_CONTEXT = 512

@@ -30,8 +30,11 @@ import mlx.core as mx
 import mlx.nn as nn
 from mlx.utils import tree_map
 
-from engine.errors import Cancelled, UserError
-from engine.fileio import atomic_directory, check_output_dir
+from engine.core.errors import Cancelled, UserError
+from engine.core.fileio import atomic_directory, check_output_dir
+from engine.core.memory_guard import QUANTIZE_FACTOR
+from engine.image.quant.formats import FLOAT_DTYPES
+from engine.image.quant.recipes import Recipe, builtin_names, make_recipe
 from engine.llm.detect import resolve_lm_spec
 from engine.llm.loader import (
     LanguageModel,
@@ -41,9 +44,6 @@ from engine.llm.loader import (
     load_language_model,
     on_cpu,
 )
-from engine.memory_guard import QUANTIZE_FACTOR
-from engine.quant.formats import FLOAT_DTYPES
-from engine.quant.recipes import Recipe, builtin_names, make_recipe
 
 MIXED_RECIPES = ("mixed_2_6", "mixed_3_4", "mixed_3_6", "mixed_4_6")
 
@@ -179,7 +179,7 @@ def quantize_language_model(
 ) -> LMQuantizeResult:
     """Load ``source`` afresh, quantize it with ``recipe`` and save an mlx-lm folder at ``out``.
 
-    ``out`` is checked before any work (:func:`engine.fileio.check_output_dir`).
+    ``out`` is checked before any work (:func:`engine.core.fileio.check_output_dir`).
     """
     recipe = resolve_recipe(recipe, group_size) if isinstance(recipe, str) else recipe
     t0 = time.perf_counter()

@@ -23,10 +23,10 @@ import mlx.core as mx
 import mlx.nn as nn
 import numpy as np
 
-from engine.errors import Cancelled, UserError
+from engine.core.errors import Cancelled, UserError
+from engine.image.quant.formats import LayerSpec, quantized_spec
+from engine.image.quant.recipes import Recipe
 from engine.llm.loader import LanguageModel
-from engine.quant.formats import LayerSpec, quantized_spec
-from engine.quant.recipes import Recipe
 
 DEFAULT_CANDIDATES = ("int2", "int3", "int4", "int6", "int8")
 

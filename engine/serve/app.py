@@ -26,7 +26,7 @@ from starlette.concurrency import run_in_threadpool
 from starlette.exceptions import HTTPException
 
 import engine
-from engine.errors import UserError
+from engine.core.errors import UserError
 from engine.serve import schemas as s
 from engine.serve.backends import CLASSIFIER, preprocess_upload
 from engine.serve.config import ServeSettings

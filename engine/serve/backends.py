@@ -8,68 +8,25 @@ uploads (PIL and numpy only) while the engine thread runs the model.
 
 from __future__ import annotations
 
-import json
-import re
 import time
 from collections.abc import Sequence
-from dataclasses import dataclass
-from pathlib import Path
 
 import numpy as np
 
-from engine.bundle import load_bundle, resolve_model_path
-from engine.data.preprocess import Preprocessing
-from engine.errors import UserError
-from engine.evaluate.classification import softmax
-from engine.jobs import Prediction, top_predictions
-
-CLASSIFIER = "image-classifier"
-LANGUAGE_MODEL = "language-model"
-_HF_ID = re.compile(r"^[A-Za-z0-9][\w.-]*/[\w.-]+$")
-
-
-@dataclass(frozen=True)
-class ModelInfo:
-    """The served model, as /v1/models and /health describe it."""
-
-    id: str
-    kind: str
-    path: str
-    recipe: str
-    created: int
-    labels: tuple[str, ...] = ()
-    preprocessing: Preprocessing | None = None
+from engine.image.bundle import load_bundle, resolve_model_path
+from engine.image.data.preprocess import Preprocessing
+from engine.kinds import IMAGE, LANGUAGE, kind_of
+from engine.measure.evaluate.classification import Prediction, softmax, top_predictions
+from engine.serve.info import CLASSIFIER, LANGUAGE_MODEL, ModelInfo
 
 
 def model_kind(spec: str) -> str:
-    """CLASSIFIER for a model bundle (or 'default'), LANGUAGE_MODEL for an mlx-lm folder or hub id.
+    """CLASSIFIER or LANGUAGE_MODEL, as the service names them, for the kind ``spec`` is.
 
     Raises:
         UserError: the path does not exist or holds neither kind of model.
     """
-    if spec == "default":
-        return CLASSIFIER
-    path = Path(spec).expanduser()
-    if path.is_dir():
-        cfg_path = path / "config.json"
-        try:
-            cfg = json.loads(cfg_path.read_text(encoding="utf-8"))
-        except FileNotFoundError:
-            raise UserError("not a model: config.json is missing", path) from None
-        except (OSError, ValueError) as exc:
-            raise UserError(f"config.json cannot be read ({exc})", cfg_path) from None
-        if not isinstance(cfg, dict):
-            raise UserError("config.json does not hold an object", cfg_path)
-        if "arch" in cfg and "labels" in cfg:
-            return CLASSIFIER
-        if "model_type" in cfg:
-            return LANGUAGE_MODEL
-        raise UserError("config.json describes neither a model bundle nor an mlx-lm language model", cfg_path)
-    if path.exists():
-        raise UserError("expected a model directory (a bundle or an mlx-lm folder)", path)
-    if _HF_ID.match(spec) and not spec.startswith((".", "~")):
-        return LANGUAGE_MODEL  # a Hugging Face id: mlx-lm fetches it on first use
-    raise UserError("model not found", path)
+    return {IMAGE: CLASSIFIER, LANGUAGE: LANGUAGE_MODEL}[kind_of(spec)]
 
 
 def load_backend(spec: str):
@@ -111,7 +68,7 @@ def preprocess_upload(data: bytes, name: str, prep: Preprocessing) -> np.ndarray
 
     Runs on request threads: PIL and numpy only, never MLX.
     """
-    from engine.data.images import decode_image_bytes
+    from engine.image.data.images import decode_image_bytes
 
     return prep(decode_image_bytes(data, name))
 

@@ -6,7 +6,7 @@ import importlib.util
 import ipaddress
 from dataclasses import dataclass
 
-from engine.errors import UserError
+from engine.core.errors import UserError
 
 # What `pip install "mlx-quant-studio[serve]"` brings: distribution -> the module names it may provide.
 SERVE_MODULES = {

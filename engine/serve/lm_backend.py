@@ -1,8 +1,7 @@
 """Language models for the service, through mlx-lm.
 
-This is the one file that knows mlx-lm: it loads a model folder or hub id, turns
-chat messages or a prompt into tokens, and generates token by token. Moving to
-``engine.llm`` means changing this file only.
+Models load through ``engine.llm.loader`` like everywhere else; this file turns chat
+messages or a prompt into tokens and generates token by token with mlx-lm.
 """
 
 from __future__ import annotations
@@ -11,28 +10,26 @@ import time
 from collections.abc import Callable, Iterator
 from pathlib import Path
 
-from engine.errors import Cancelled, UserError
-from engine.serve.backends import LANGUAGE_MODEL, ModelInfo
+from engine.core.errors import Cancelled, UserError
 from engine.serve.generation import GenerationPiece, GenerationRequest, SamplingParams
+from engine.serve.info import LANGUAGE_MODEL, ModelInfo
 
 
 class LanguageBackend:
     def __init__(self, spec: str):
-        import mlx_lm
+        # The same loader as every other front end: memory guard, GGUF, Hugging Face ids, float widening.
+        from engine.llm.loader import load_language_model
 
-        path = Path(spec).expanduser()
-        try:
-            self.model, self.tokenizer = mlx_lm.load(str(path) if path.exists() else spec)
-        except (FileNotFoundError, ValueError, OSError) as exc:
-            first = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
-            raise UserError(f"cannot load the language model ({first})", spec) from None
+        lm = load_language_model(spec)
+        self.model, self.tokenizer = lm.model, lm.tokenizer
+        path = Path(lm.path)
         local = path.exists()
-        created = int((path / "config.json").stat().st_mtime) if local else int(time.time())
+        created = int((path / "config.json" if path.is_dir() else path).stat().st_mtime) if local else int(time.time())
         self.info = ModelInfo(
-            id=path.resolve().name if local else spec,
+            id=lm.name,
             kind=LANGUAGE_MODEL,
-            path=str(path.resolve()) if local else spec,
-            recipe=_recipe_name(path) if local else "unknown",
+            path=str(path.resolve()) if local else lm.path,
+            recipe=lm.recipe_name,
             created=created,
         )
 
@@ -87,20 +84,3 @@ def plain_chat_prompt(messages: tuple[tuple[str, str], ...]) -> str:
     """A role-prefixed transcript for tokenizers without a chat template (as mlx_lm.server does)."""
     lines = [f"{role.upper()}: {content}" for role, content in messages]
     return "\n".join(lines) + "\nASSISTANT:"
-
-
-def _recipe_name(path: Path) -> str:
-    """'float', or 'int4' / 'mxfp4' ... from the quantization an mlx-lm folder records."""
-    import json
-
-    try:
-        cfg = json.loads((path / "config.json").read_text(encoding="utf-8"))
-    except (OSError, ValueError):
-        return "unknown"
-    quant = cfg.get("quantization") or cfg.get("quantization_config")
-    if not isinstance(quant, dict):
-        return "float"
-    bits, mode = quant.get("bits"), quant.get("mode", "affine")
-    if not bits:
-        return "quantized"
-    return f"int{bits}" if mode == "affine" else str(mode)

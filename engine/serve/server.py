@@ -12,7 +12,7 @@ import threading
 from collections.abc import Callable
 from dataclasses import dataclass
 
-from engine.errors import UserError
+from engine.core.errors import UserError
 from engine.serve.config import ServeSettings, exposure_warning, require_serve_modules, url_for
 from engine.serve.worker import InferenceWorker
 

@@ -21,8 +21,8 @@ from typing import Any
 
 import numpy as np
 
-from engine.errors import Cancelled, UserError
-from engine.jobs import Prediction
+from engine.core.errors import Cancelled, UserError
+from engine.measure.evaluate.classification import Prediction
 from engine.serve.backends import ModelInfo, load_backend
 from engine.serve.generation import (
     GenerationFailed,
@@ -331,7 +331,7 @@ class InferenceWorker:
         if backend is not None:
             backend.close()
         del backend
-        from engine.bench.memory import release_memory
+        from engine.measure.memory import release_memory
 
         release_memory()
         import mlx.core as mx

@@ -21,15 +21,16 @@ from PySide6.QtWidgets import (
     QWidget,
 )
 
-from engine import paths
-from engine.bench.harness import BenchmarkSettings, IterationSample
-from engine.jobs import BenchmarkJob, BenchmarkOutcome, EvaluateJob, EvaluateOutcome
-from engine.model_card import human_bytes
-from engine.workflows import DemoJob, DemoOutcome, DemoRow, VariantSample
+from engine.core import paths
+from engine.core.units import human_bytes
+from engine.image.benchmark import BenchmarkSettings, IterationSample
+from engine.jobs.demo import DemoJob, DemoOutcome, DemoRow, VariantSample
+from engine.jobs.image import BenchmarkJob, BenchmarkOutcome, EvaluateJob, EvaluateOutcome
 from gui import lm_support
 from gui.dialogs import open_folder
 from gui.router import JobRouter
 from gui.state import AppState, settings
+from gui.widgets.job_owner import JobOwner
 from gui.widgets.live_plot import LivePlot
 from gui.widgets.plot_export import save_plots_button
 from gui.widgets.sweep_panel import SweepInputs, SweepPanel
@@ -56,12 +57,11 @@ SESSION_COLUMNS = [
 ]
 
 
-class BenchmarkTab(QWidget):
+class BenchmarkTab(JobOwner, QWidget):
     def __init__(self, state: AppState, router: JobRouter, parent=None):
         super().__init__(parent)
         self.state = state
         self.router = router
-        self._job: int | None = None
         self._series = ""
         self._rows: dict[str, dict] = {}
         s = settings()
@@ -202,17 +202,12 @@ class BenchmarkTab(QWidget):
         s.setValue("bench/warmup", self.warmup.value())
         s.setValue("bench/data", self.data.text())
 
-    def _set_running(self, running: bool) -> None:
-        for b in (self.bench_btn, self.eval_btn, self.demo_btn):
-            b.setEnabled(not running)
-        self.cancel_btn.setEnabled(running)
+    def job_buttons(self) -> tuple[tuple, tuple]:
+        return (self.bench_btn, self.eval_btn, self.demo_btn), (self.cancel_btn,)
 
     def _submit(self, job, on_result, on_partial=None) -> None:
         self._remember()
-        self._set_running(True)
-        self._job = self.router.submit(
-            job, replace=self._job, on_result=on_result, on_partial=on_partial, on_done=self._on_done
-        )
+        self.submit_job(job, on_result=on_result, on_partial=on_partial)
 
     def _settings(self) -> BenchmarkSettings:
         return BenchmarkSettings(self.batch.value(), self.iters.value(), self.warmup.value())
@@ -262,11 +257,10 @@ class BenchmarkTab(QWidget):
 
     @Slot()
     def cancel(self) -> None:
-        if self._job is not None:
-            self.router.cancel(self._job)
+        self.cancel_job()
 
     def busy(self) -> bool:
-        return self._job is not None or self.sweep_panel.busy() or self.throughput_panel.busy()
+        return JobOwner.busy(self) or self.sweep_panel.busy() or self.throughput_panel.busy()
 
     def live_plots(self) -> list[tuple[str, LivePlot]]:
         return [
@@ -336,7 +330,6 @@ class BenchmarkTab(QWidget):
             f"{r.model_name}: p50 {s['latency_p50_ms']:.3f} ms, p99 {s['latency_p99_ms']:.3f} ms, "
             f"{s['throughput_ips']:.1f} images/s on {r.environment.get('device')}"
         )
-        self.state.results_changed.emit()
 
     def _on_lm_benchmark(self, o) -> None:
         r = o.result
@@ -347,7 +340,6 @@ class BenchmarkTab(QWidget):
             f"{r.model_name}: prompt {s['prompt_tps']:.1f} tokens/s, generation {s['generation_tps']:.1f} tokens/s, "
             f"first token {s['ttft_ms']:.1f} ms, peak {human_bytes(s['peak_memory_bytes'])} on {r.environment.get('device')}"
         )
-        self.state.results_changed.emit()
 
     def _on_perplexity(self, o) -> None:
         r = o.results[0]
@@ -356,7 +348,6 @@ class BenchmarkTab(QWidget):
         self.status.setText(
             f"{r.model_name} on {r.text}: perplexity {r.perplexity:.3f} ({r.tokens:,} tokens, windows of {r.context})"
         )
-        self.state.results_changed.emit()
 
     def _on_evaluate(self, o: EvaluateOutcome) -> None:
         rep = o.result.report
@@ -375,7 +366,6 @@ class BenchmarkTab(QWidget):
             f"{o.result.model_name} on {o.result.dataset}: accuracy {100 * rep.accuracy:.2f}%, "
             f"macro-F1 {rep.macro_f1:.4f} ({rep.n} images{skipped})"
         )
-        self.state.results_changed.emit()
 
     def _on_demo(self, o: DemoOutcome) -> None:
         for row in o.rows:
@@ -383,8 +373,3 @@ class BenchmarkTab(QWidget):
         for row in o.rows:
             self.state.add(row.values["model_path"])
         self.status.setText(f"Demo finished: summary.csv and plots in {o.out_dir}")
-        self.state.results_changed.emit()
-
-    def _on_done(self) -> None:
-        self._job = None
-        self._set_running(False)

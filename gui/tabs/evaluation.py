@@ -33,17 +33,18 @@ from PySide6.QtWidgets import (
     QWidget,
 )
 
-from engine.data.corruptions import CORRUPTION_NAMES, parse_severities
-from engine.errors import UserError
-from engine.evaluate.operating_point import OperatingPointSpec
-from engine.evaluate.rows import Row, RowTable, variants_in
-from engine.evaluate.suite import EvaluationSettings, EvaluationSuiteJob, SuiteOutcome
-from engine.results import RunRecord
+from engine.core.errors import UserError
+from engine.image.data.corruptions import CORRUPTION_NAMES, parse_severities
+from engine.jobs.evaluation_suite import EvaluationSettings, EvaluationSuiteJob, SuiteOutcome
+from engine.measure.evaluate.operating_point import OperatingPointSpec
+from engine.measure.evaluate.rows import Row, RowTable, variants_in
+from engine.measure.results import RunRecord
 from gui.dialogs import open_file, open_folder
 from gui.router import JobRouter
 from gui.state import AppState, settings
 from gui.widgets.confusion_view import ConfusionView
 from gui.widgets.export import ExportBar
+from gui.widgets.job_owner import JobOwner
 from gui.widgets.per_class_view import PerClassView, _delta, _fmt
 from gui.widgets.reliability_view import ReliabilityView
 from gui.widgets.robustness_view import RobustnessView
@@ -162,12 +163,11 @@ class SummaryView(QWidget):
         return ["variant", "metric", "class", "value"], [list(r) for r in self.rows]
 
 
-class EvaluationTab(QWidget):
+class EvaluationTab(JobOwner, QWidget):
     def __init__(self, state: AppState, router: JobRouter, parent=None):
         super().__init__(parent)
         self.state = state
         self.router = router
-        self._job: int | None = None
         self.outcome: SuiteOutcome | None = None
         self.rows: list[Row] = []
         s = settings()
@@ -460,28 +460,20 @@ class EvaluationTab(QWidget):
         self._remember()
         self.rows = []
         self.status.setText(f"Evaluating {len(models)} model(s) on {job_settings.data} …")
-        self._set_running(True)
-        self._job = self.router.submit(
+        self.submit_job(
             EvaluationSuiteJob(models, job_settings),
-            replace=self._job,
             on_result=self._on_result,
             on_partial=self._on_partial,
             on_progress=self._on_progress,
             on_failed=self._on_failed,
-            on_done=self._on_done,
         )
 
     @Slot()
     def cancel(self) -> None:
-        if self._job is not None:
-            self.router.cancel(self._job)
+        self.cancel_job()
 
-    def busy(self) -> bool:
-        return self._job is not None
-
-    def _set_running(self, running: bool) -> None:
-        self.run_btn.setEnabled(not running)
-        self.cancel_btn.setEnabled(running)
+    def job_buttons(self) -> tuple[tuple, tuple]:
+        return (self.run_btn,), (self.cancel_btn,)
 
     def _on_progress(self, fraction: float, message: str) -> None:
         self.status.setText(f"{100 * fraction:.0f}% · {message}")
@@ -502,14 +494,9 @@ class EvaluationTab(QWidget):
             f"{len(outcome.variants)} variant(s) on {outcome.dataset}: {ref.n} images, reference accuracy "
             f"{100 * ref.accuracy:.2f}%{skipped}. Stored in Results."
         )
-        self.state.results_changed.emit()
 
     def _on_failed(self, message: str) -> None:
         self.status.setText(f"<span style='color:#c0392b'>{message}</span>")
-
-    def _on_done(self) -> None:
-        self._job = None
-        self._set_running(False)
 
     # -- showing ---------------------------------------------------------------------------
     def show_rows(self, rows: list[Row]) -> None:

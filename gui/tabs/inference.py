@@ -5,7 +5,6 @@ from __future__ import annotations
 from pathlib import Path
 
 from PySide6.QtCore import Qt, Slot
-from PySide6.QtGui import QPixmap
 from PySide6.QtWidgets import (
     QAbstractItemView,
     QComboBox,
@@ -27,14 +26,15 @@ from PySide6.QtWidgets import (
     QWidget,
 )
 
-from engine import paths
-from engine.data.images import IMAGE_SUFFIXES
-from engine.jobs import PredictJob, PredictOutcome
+from engine.core import paths
+from engine.image.data.images import IMAGE_SUFFIXES
+from engine.jobs.image import PredictJob, PredictOutcome
 from gui.dialogs import open_files
 from gui.router import JobRouter
 from gui.state import AppState, settings
 from gui.widgets.drop_zone import DropZone
-from gui.widgets.gradcam_view import GradCamPanel
+from gui.widgets.gradcam_view import GradCamPanel, to_pixmap
+from gui.widgets.job_owner import JobOwner
 from gui.widgets.serve_panel import ServePanel
 from gui.widgets.text_generation import TextGenerationWidget
 
@@ -60,12 +60,11 @@ class TopKTable(QTableWidget):
         return [self.item(r, 1).text() for r in range(self.rowCount())]
 
 
-class InferenceTab(QWidget):
+class InferenceTab(JobOwner, QWidget):
     def __init__(self, state: AppState, router: JobRouter, parent=None):
         super().__init__(parent)
         self.state = state
         self.router = router
-        self._job: int | None = None
         self.outcome: PredictOutcome | None = None
         self._models: tuple[str, ...] = ()
 
@@ -225,12 +224,10 @@ class InferenceTab(QWidget):
         settings().setValue("inference/top_k", self.top_k.value())
         self._models = tuple(models)
         self.message.setText(f"Predicting {len(files)} image(s) …")
-        self._job = self.router.submit(
+        self.submit_job(
             PredictJob(tuple(models), tuple(files), None, self.top_k.value()),
-            replace=self._job,
             on_result=self._on_result,
             on_failed=self._on_failed,
-            on_done=self._on_done,
         )
 
     def _on_result(self, outcome: PredictOutcome) -> None:
@@ -253,19 +250,13 @@ class InferenceTab(QWidget):
     def _on_failed(self, message: str) -> None:
         self.message.setText(f"<span style='color:#c0392b'>{message}</span>")
 
-    def _on_done(self) -> None:
-        self._job = None
-
     @Slot(int)
     def _show_row(self, row: int) -> None:
         if self.outcome is None or not (0 <= row < len(self.outcome.inputs)):
             return
         path = self.outcome.inputs[row]
-        pix = QPixmap(path)
-        if not pix.isNull():
-            self.preview.setPixmap(
-                pix.scaled(160, 160, Qt.AspectRatioMode.KeepAspectRatio, Qt.TransformationMode.FastTransformation)
-            )
+        if row < len(self.outcome.thumbnails):  # decoded on the engine thread, never here
+            self.preview.setPixmap(to_pixmap(self.outcome.thumbnails[row]))
         self.gradcam.request(self._models, path)
         preds = self.outcome.predictions[row]
         self.table_a.show_predictions(preds[0])

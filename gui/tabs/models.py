@@ -18,17 +18,19 @@ from PySide6.QtWidgets import (
     QWidget,
 )
 
-from engine.bundle_edit import EditInputsJob
-from engine.data.preprocess import Preprocessing
-from engine.data.presets import describe
-from engine.jobs import LoadModelJob
-from engine.model_card import ModelCard, human_bytes, human_count
-from engine.paths import DEFAULT_MODEL_DIR
+from engine.core.paths import DEFAULT_MODEL_DIR
+from engine.core.units import human_bytes, human_count
+from engine.image.data.preprocess import Preprocessing
+from engine.image.data.presets import describe
+from engine.image.model_card import ModelCard
+from engine.jobs.edit_inputs import EditInputsJob
+from engine.jobs.image import LoadModelJob
 from gui import lm_support
 from gui.dialogs import open_folder
 from gui.router import JobRouter
 from gui.state import AppState
 from gui.widgets.import_dialog import ImportDialog
+from gui.widgets.job_owner import JobOwner
 from gui.widgets.preprocessing_editor import PreprocessingEditor
 from gui.widgets.table_model import Column, RawSortProxy, RecordTableModel
 
@@ -44,7 +46,7 @@ LAYER_COLUMNS = [
 ]
 
 
-class ModelsTab(QWidget):
+class ModelsTab(JobOwner, QWidget):
     """Pick a model; its card (layers, parameters, size, dtypes) loads on the engine thread."""
 
     model_selected = Signal(str)
@@ -53,7 +55,6 @@ class ModelsTab(QWidget):
         super().__init__(parent)
         self.state = state
         self.router = router
-        self._job: int | None = None
 
         self.list = QListWidget()
         self.list.currentItemChanged.connect(self._on_current)
@@ -145,7 +146,7 @@ class ModelsTab(QWidget):
             return
         self.summary.setText(f"Loading {path} …")
         job = lm_support.load_job(path) if lm_support.is_language(self.state, path) else LoadModelJob(path)
-        self._job = self.router.submit(job, replace=self._job, on_result=self._on_card)
+        self.submit_job(job, on_result=self._on_card)
 
     def _on_card(self, card: ModelCard) -> None:
         self.state.set_card(card)
@@ -208,9 +209,9 @@ class ModelsTab(QWidget):
         """Ask for the import settings (the file prefilled when given), then import on the engine thread."""
         from dataclasses import replace
 
-        from engine import paths
-        from engine.errors import UserError
-        from engine.fileio import OutputExists, check_output_dir
+        from engine.core import paths
+        from engine.core.errors import UserError
+        from engine.core.fileio import OutputExists, check_output_dir
 
         dialog = ImportDialog(self, path if isinstance(path, str) and path else None)
         if dialog.exec() != QDialog.DialogCode.Accepted:

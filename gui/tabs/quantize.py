@@ -17,14 +17,15 @@ from PySide6.QtWidgets import (
     QWidget,
 )
 
-from engine.jobs import QuantizeJob, QuantizeOutcome
-from engine.model_card import human_bytes
-from engine.quant.recipes import builtin_names, describe
+from engine.core.units import human_bytes
+from engine.image.quant.recipes import builtin_names, describe
+from engine.jobs.image import QuantizeJob, QuantizeOutcome
 from gui import lm_support
 from gui.router import JobRouter
 from gui.state import AppState, settings
 from gui.tabs.models import LAYER_COLUMNS
 from gui.tabs.quantize_tools import ActSimPanel, AutoquantPanel, RecoveryPanel, SensitivityPanel
+from gui.widgets.job_owner import JobOwner
 from gui.widgets.table_model import Column, RawSortProxy, RecordTableModel, fmt_float
 
 RECIPE_HELP = {
@@ -50,14 +51,13 @@ VARIANT_COLUMNS = [
 ]
 
 
-class QuantizeTab(QWidget):
+class QuantizeTab(JobOwner, QWidget):
     variant_created = Signal(str)  # bundle path
 
     def __init__(self, state: AppState, router: JobRouter, parent=None):
         super().__init__(parent)
         self.state = state
         self.router = router
-        self._job: int | None = None
         s = settings()
 
         self.source = QComboBox()
@@ -201,14 +201,11 @@ class QuantizeTab(QWidget):
             return
         else:
             job = QuantizeJob(path, recipe, None, gs)
-        self.run_btn.setEnabled(False)
-        self.cancel_btn.setEnabled(True)
-        self._job = self.router.submit(job, replace=self._job, on_result=self._on_result, on_done=self._on_done)
+        self.submit_job(job, on_result=self._on_result)
 
     @Slot()
     def cancel(self) -> None:
-        if self._job is not None:
-            self.router.cancel(self._job)
+        self.cancel_job()
 
     def _on_result(self, outcome: QuantizeOutcome) -> None:
         self.variants.append(outcome)
@@ -218,15 +215,12 @@ class QuantizeTab(QWidget):
         self.layer_table.resizeColumnsToContents()
         entry = self.state.add(outcome.path)
         self.state.set_card(outcome.card)
-        self.state.results_changed.emit()
         if entry:
             self.variant_created.emit(entry.path)
 
-    def _on_done(self) -> None:
-        self._job = None
-        self.run_btn.setEnabled(True)
-        self.cancel_btn.setEnabled(False)
+    def job_buttons(self) -> tuple[tuple, tuple]:
+        return (self.run_btn,), (self.cancel_btn,)
 
     def busy(self) -> bool:
         panels = (self.sensitivity, self.autoquant, self.actsim, self.recovery)
-        return self._job is not None or any(p.busy() for p in panels)
+        return JobOwner.busy(self) or any(p.busy() for p in panels)

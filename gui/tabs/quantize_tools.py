@@ -27,32 +27,32 @@ from PySide6.QtWidgets import (
     QWidget,
 )
 
-from engine.quant.actsim import ActSimSettings
-from engine.quant.autoquant import Budget
-from engine.quant.jobs import ActSimJob, AutoquantJob, FinetuneJob, SensitivityJob
-from engine.quant.recover import FinetuneSettings
-from engine.quant.sensitivity import SensitivityReport, write_sensitivity_csv
+from engine.image.quant.actsim import ActSimSettings
+from engine.image.quant.autoquant import Budget
+from engine.image.quant.recover import FinetuneSettings
+from engine.image.quant.sensitivity import SensitivityReport, write_sensitivity_csv
+from engine.jobs.quant import ActSimJob, AutoquantJob, FinetuneJob, SensitivityJob
 from gui.router import JobRouter
 from gui.state import AppState, settings
+from gui.widgets.job_owner import JobOwner
 from gui.widgets.live_plot import PALETTE, LivePlot
 
 BIT_CHOICES = ("int8", "int6", "int5", "int4", "int3", "int2")
 
 
-class _JobPanel(QWidget):
+class _JobPanel(JobOwner, QWidget):
     """Run and Cancel buttons, a status line, and one job at a time."""
 
     variant_created = Signal(str)  # bundle path
 
     def __init__(self, state: AppState, router: JobRouter, source: Callable[[], str | None], run_text: str):
         super().__init__()
-        self.state, self.router, self.source = state, router, source
-        self._job: int | None = None
+        self.state, self.source = state, source
         self.run_btn = QPushButton(run_text)
         self.run_btn.clicked.connect(self.start)
         self.cancel_btn = QPushButton("Cancel")
-        self.cancel_btn.setEnabled(False)
         self.cancel_btn.clicked.connect(self.cancel)
+        self.own_jobs(router, run=(self.run_btn,), cancel=(self.cancel_btn,))
         self.status = QLabel("")
         self.status.setWordWrap(True)
 
@@ -63,16 +63,10 @@ class _JobPanel(QWidget):
         row.addWidget(self.status, 1)
         return row
 
-    def busy(self) -> bool:
-        return self._job is not None
-
     def _submit(self, job, **handlers) -> None:
-        self.run_btn.setEnabled(False)
-        self.cancel_btn.setEnabled(True)
         self.status.setText("starting…")
-        self._job = self.router.submit(
+        self.submit_job(
             job,
-            replace=self._job,
             on_progress=lambda f, m: self.status.setText(f"{100 * f:.0f}%  {m}"),
             on_failed=self._failed,
             on_done=self._done,
@@ -91,25 +85,20 @@ class _JobPanel(QWidget):
 
     @Slot()
     def cancel(self) -> None:
-        if self._job is not None:
-            self.router.cancel(self._job)
+        if self.busy():
+            self.cancel_job()
             self.status.setText("cancelling…")
 
     def _failed(self, message: str) -> None:
-        self.status.setText("failed")
-        self.window().show_error(self.run_btn.text(), message)
+        self.status.setText("failed")  # the window reports the message itself (JobRouter.job_failed)
 
     def _done(self) -> None:
-        self._job = None
-        self.run_btn.setEnabled(True)
-        self.cancel_btn.setEnabled(False)
         if self.status.text().startswith(("cancelling", "starting")):
             self.status.setText("cancelled")
 
     def _new_variant(self, path: str, card) -> None:
         entry = self.state.add(path)
         self.state.set_card(card)
-        self.state.results_changed.emit()
         if entry:
             self.variant_created.emit(entry.path)
 
@@ -344,7 +333,6 @@ class ActSimPanel(_JobPanel):
             f"{o.calibration.settings.label()} {100 * s:.2f}% ({100 * (w - s):+.2f} points)"
         )
         self.status.setText("done")
-        self.state.results_changed.emit()
 
 
 class RecoveryPanel(_JobPanel):

@@ -20,15 +20,9 @@ from PySide6.QtWidgets import (
     QWidget,
 )
 
-from engine.model_card import human_bytes
-from engine.results import (
-    ResultsStore,
-    RunRecord,
-    export_long_csv,
-    export_samples_csv,
-    export_summary_csv,
-)
-from engine.sweeps import sweep_groups
+from engine.core.units import human_bytes
+from engine.jobs.sweep import sweep_groups
+from engine.measure.results import ResultsStore, RunRecord, export_long_csv, export_samples_csv, export_summary_csv
 from gui.state import AppState
 from gui.widgets.compare_view import CompareDialog
 from gui.widgets.export import ask_save_path

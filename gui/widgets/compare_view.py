@@ -16,9 +16,9 @@ from PySide6.QtWidgets import (
     QVBoxLayout,
 )
 
-from engine.compare import differing_keys, metric_deltas, metric_direction
-from engine.fileio import write_csv
-from engine.results import RunRecord
+from engine.core.fileio import write_csv
+from engine.measure.compare import differing_keys, metric_deltas, metric_direction
+from engine.measure.results import RunRecord
 from gui.widgets.export import ask_save_path
 from gui.widgets.plot_export import save_plots_button
 from gui.widgets.run_details import _flat, fill_table, format_value, sample_plots

@@ -17,8 +17,8 @@ from PySide6.QtWidgets import (
     QWidget,
 )
 
-from engine.evaluate.rows import RowTable
-from engine.report.evaluation_plots import confusion_table
+from engine.measure.evaluate.rows import RowTable
+from engine.measure.report.evaluation_plots import confusion_table
 from gui.widgets.export import ExportBar
 
 WHITE = np.array([255.0, 255.0, 255.0])

@@ -8,7 +8,7 @@ from PySide6.QtCore import Qt, Signal
 from PySide6.QtGui import QDragEnterEvent, QDropEvent
 from PySide6.QtWidgets import QLabel
 
-from engine.data.images import check_image
+from engine.image.data.images import check_image
 
 PROMPT = "Drop image files here\n(or File ▸ Open Image…)"
 

@@ -7,7 +7,7 @@ from pathlib import Path
 
 from PySide6.QtWidgets import QHBoxLayout, QPushButton, QWidget
 
-from engine.fileio import atomic_open, write_csv
+from engine.core.fileio import atomic_open, write_csv
 from gui.dialogs import save_file
 
 Table = tuple[list[str], list[list]]

@@ -17,11 +17,12 @@ from PySide6.QtWidgets import (
     QWidget,
 )
 
-from engine.evaluate.gradcam import GradCamJob, GradCamOutcome
-from engine.report.gradcam_plot import diverging, overlay
+from engine.image.gradcam import GradCamJob, GradCamOutcome
+from engine.measure.report.gradcam_plot import diverging, overlay
 from gui.router import JobRouter
 from gui.state import settings
 from gui.widgets.export import ask_save_path, save_widget_png
+from gui.widgets.job_owner import JobOwner
 
 SIDE = 160
 AUTO = "(automatic)"
@@ -37,13 +38,12 @@ def to_pixmap(rgb: np.ndarray, side: int = SIDE) -> QPixmap:
     )
 
 
-class GradCamPanel(QGroupBox):
+class GradCamPanel(JobOwner, QGroupBox):
     """Overlays of each model's Grad-CAM and their difference, computed as a job on the engine thread."""
 
     def __init__(self, router: JobRouter, parent=None):
         super().__init__("Grad-CAM", parent)
         self.router = router
-        self._job: int | None = None
         self._request: tuple[tuple[str, ...], str] | None = None
         self.outcome: GradCamOutcome | None = None
         self.enabled = QCheckBox("Show where each model looks")
@@ -102,13 +102,7 @@ class GradCamPanel(QGroupBox):
         layer = None if self.layer.currentText() == AUTO else self.layer.currentText()
         cls = None if self.cls.currentIndex() <= 0 else self.cls.currentIndex() - 1
         self.info.setText("Computing Grad-CAM …")
-        self._job = self.router.submit(
-            GradCamJob(models, image, cls, layer),
-            replace=self._job,
-            on_result=self._on_result,
-            on_failed=self._on_failed,
-            on_done=self._on_done,
-        )
+        self.submit_job(GradCamJob(models, image, cls, layer), on_result=self._on_result, on_failed=self._on_failed)
 
     @Slot(bool)
     def _toggled(self, on: bool) -> None:
@@ -167,9 +161,6 @@ class GradCamPanel(QGroupBox):
 
     def _on_failed(self, message: str) -> None:
         self.info.setText(f"<span style='color:#c0392b'>{message}</span>")
-
-    def _on_done(self) -> None:
-        self._job = None
 
     def save_png(self, path=None):
         target = path or ask_save_path(self, "Save Grad-CAM", "gradcam.png", "PNG (*.png)")

@@ -19,11 +19,11 @@ from PySide6.QtWidgets import (
     QWidget,
 )
 
-from engine.data.presets import PRESETS, read_labels
-from engine.errors import UserError
-from engine.importers.dispatch import IMPORTABLE_SUFFIXES, check_importable, file_kind
-from engine.jobs import ImportJob
-from engine.models import registry
+from engine.core.errors import UserError
+from engine.image.data.presets import PRESETS, read_labels
+from engine.image.importers.dispatch import IMPORTABLE_SUFFIXES, check_importable, file_kind
+from engine.image.models import registry
+from engine.jobs.image import ImportJob
 from gui.dialogs import last_folder, open_file
 from gui.state import settings
 
@@ -144,8 +144,8 @@ class ImportDialog(QDialog):
             return "A state dict holds no architecture: choose one."
         try:
             read_labels(self.labels.text().strip() or None)
-            from engine.data.preprocess import Preprocessing
-            from engine.data.presets import apply_spec
+            from engine.image.data.preprocess import Preprocessing
+            from engine.image.data.presets import apply_spec
 
             apply_spec(Preprocessing(), self.preprocess_spec(), self.input_size.text().strip() or None)
         except UserError as exc:

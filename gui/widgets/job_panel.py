@@ -5,14 +5,15 @@ from __future__ import annotations
 from PySide6.QtCore import Signal, Slot
 from PySide6.QtWidgets import QHBoxLayout, QLabel, QPushButton, QTableView, QWidget
 
-from engine.sweeps import VariantSample
+from engine.jobs.sweep import VariantSample
 from gui.router import JobRouter
 from gui.state import AppState
+from gui.widgets.job_owner import JobOwner
 from gui.widgets.plot_export import save_plots_button
 from gui.widgets.table_model import Column, RawSortProxy, RecordTableModel
 
 
-class JobPanel(QWidget):
+class JobPanel(JobOwner, QWidget):
     """Subclasses build their widgets, then call ``submit(job, on_partial=..., ...)``."""
 
     started = Signal()  # a job began; the live plots should clear
@@ -21,13 +22,11 @@ class JobPanel(QWidget):
     def __init__(self, state: AppState, router: JobRouter, run_text: str, cancel_text: str = "Cancel", parent=None):
         super().__init__(parent)
         self.state = state
-        self.router = router
-        self._job: int | None = None
         self.run_btn = QPushButton(run_text)
         self.run_btn.clicked.connect(self.start)
         self.cancel_btn = QPushButton(cancel_text)
-        self.cancel_btn.setEnabled(False)
         self.cancel_btn.clicked.connect(self.cancel)
+        self.own_jobs(router, run=(self.run_btn,), cancel=(self.cancel_btn,))
 
     def control_bar(self, fields, plots) -> QHBoxLayout:
         """Label/field pairs, Run, Cancel and a Save Plot… menu for ``plots`` ((name, plot) pairs)."""
@@ -56,27 +55,14 @@ class JobPanel(QWidget):
         raise NotImplementedError
 
     def submit(self, job, **handlers) -> None:
-        self.set_running(True)
         self.started.emit()
-        self._job = self.router.submit(job, replace=self._job, on_done=self._done, **handlers)
+        self.submit_job(job, **handlers)
 
     @Slot()
     def cancel(self) -> None:
-        if self._job is not None:
-            self.router.cancel(self._job)
-
-    def busy(self) -> bool:
-        return self._job is not None
-
-    def set_running(self, running: bool) -> None:
-        self.run_btn.setEnabled(not running)
-        self.cancel_btn.setEnabled(running)
+        self.cancel_job()
 
     def forward_samples(self, payloads: tuple) -> None:
         live = tuple(p for p in payloads if isinstance(p, VariantSample))
         if live:
             self.samples.emit(live)
-
-    def _done(self) -> None:
-        self._job = None
-        self.set_running(False)

@@ -10,8 +10,8 @@ import numpy as np
 import pyqtgraph as pg
 from PySide6.QtCore import Signal
 
-from engine.compare import pareto_front
-from engine.model_card import human_bytes
+from engine.core.units import human_bytes
+from engine.measure.compare import pareto_front
 
 FRONT_COLOR = "#d62728"
 OTHER_COLOR = "#1f77b4"

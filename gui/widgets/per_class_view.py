@@ -8,8 +8,8 @@ from PySide6.QtCore import Qt
 from PySide6.QtGui import QColor
 from PySide6.QtWidgets import QLabel, QTableView, QVBoxLayout, QWidget
 
-from engine.evaluate.rows import RowTable
-from engine.report.evaluation_plots import per_class_table
+from engine.measure.evaluate.rows import RowTable
+from engine.measure.report.evaluation_plots import per_class_table
 from gui.widgets.export import ExportBar
 from gui.widgets.table_model import RAW_ROLE, Column, RawSortProxy, RecordTableModel, fmt_float
 

@@ -14,9 +14,9 @@ from PySide6.QtWidgets import (
     QSpinBox,
 )
 
-from engine.data.preprocess import INTERPOLATION, RESIZE_POLICIES, SCALINGS, Preprocessing
-from engine.data.presets import PRESETS, apply_spec, describe
-from engine.errors import UserError
+from engine.core.errors import UserError
+from engine.image.data.preprocess import INTERPOLATION, RESIZE_POLICIES, SCALINGS, Preprocessing
+from engine.image.data.presets import PRESETS, apply_spec, describe
 
 SCALE_TEXT = {"unit": "[0, 1]", "symmetric": "[-1, 1]", "raw": "[0, 255]"}
 

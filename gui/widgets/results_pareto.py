@@ -5,7 +5,7 @@ from __future__ import annotations
 from PySide6.QtCore import Qt, Signal, Slot
 from PySide6.QtWidgets import QHBoxLayout, QLabel, QSplitter, QVBoxLayout, QWidget
 
-from engine.compare import variant_points
+from engine.measure.compare import variant_points
 from gui.widgets.pareto_plot import ParetoPlot, accuracy_points
 from gui.widgets.plot_export import save_plots_button
 

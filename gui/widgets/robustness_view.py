@@ -7,8 +7,8 @@ import math
 import pyqtgraph as pg
 from PySide6.QtWidgets import QComboBox, QHBoxLayout, QLabel, QVBoxLayout, QWidget
 
-from engine.evaluate.rows import RowTable
-from engine.report.evaluation_plots import robustness_table
+from engine.measure.evaluate.rows import RowTable
+from engine.measure.report.evaluation_plots import robustness_table
 from gui.widgets.export import ExportBar
 from gui.widgets.live_plot import PALETTE
 

@@ -20,8 +20,8 @@ from PySide6.QtWidgets import (
     QWidget,
 )
 
-from engine.model_card import human_bytes
-from engine.results import RunRecord
+from engine.core.units import human_bytes
+from engine.measure.results import RunRecord
 from gui.widgets.plot_export import save_plots_button
 
 MB = 1024.0 * 1024.0

@@ -25,7 +25,7 @@ from PySide6.QtWidgets import (
     QSpinBox,
 )
 
-from engine.errors import UserError
+from engine.core.errors import UserError
 from engine.serve.config import INSTALL_HINT, ServeSettings, missing_serve_modules
 from gui.state import AppState, settings
 

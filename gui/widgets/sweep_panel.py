@@ -20,9 +20,9 @@ from PySide6.QtWidgets import (
     QVBoxLayout,
 )
 
-from engine.bench.harness import BenchmarkSettings
-from engine.model_card import human_bytes
-from engine.sweeps import SweepJob, SweepOutcome, SweepRow, SweepStarted
+from engine.core.units import human_bytes
+from engine.image.benchmark import BenchmarkSettings
+from engine.jobs.sweep import SweepJob, SweepOutcome, SweepRow, SweepStarted
 from gui.router import JobRouter
 from gui.state import AppState, settings
 from gui.widgets.job_panel import JobPanel
@@ -142,8 +142,8 @@ class SweepPanel(JobPanel):
         self.status.setText(f"Sweep: {', '.join(r.strip() for r in job.recipes if r.strip())} …")
         self.submit(job, on_partial=self._on_partial, on_result=self._on_result, on_failed=self._on_failed)
 
-    def set_running(self, running: bool) -> None:
-        super().set_running(running)
+    def _show_running(self, running: bool) -> None:
+        super()._show_running(running)
         self.recipes.setEnabled(not running)
 
     # -- results -------------------------------------------------------------------------
@@ -160,7 +160,6 @@ class SweepPanel(JobPanel):
         if any(isinstance(p, SweepRow) for p in payloads):
             self._update_plots()
             self.table.resizeColumnsToContents()
-            self.state.results_changed.emit()
 
     def _update_plots(self) -> None:
         items = [(r.recipe, r.values, r.run_id) for r in self.rows]

@@ -29,14 +29,15 @@ from PySide6.QtWidgets import (
     QWidget,
 )
 
+from engine.jobs.language import GenerateJob, GenerateOutcome, LMBenchmarkJob, LMBenchmarkOutcome, PerplexityJob
 from engine.llm.bench import LMBenchSettings, TokenTick
 from engine.llm.generate import GenerationSettings, TextChunk
-from engine.llm.jobs import GenerateJob, GenerateOutcome, LMBenchmarkJob, LMBenchmarkOutcome, PerplexityJob
 from engine.llm.perplexity import DEFINITION
 from gui import lm_support
 from gui.dialogs import open_file
 from gui.router import JobRouter
 from gui.state import AppState, settings
+from gui.widgets.job_owner import JobOwner
 from gui.widgets.live_plot import LivePlot
 from gui.widgets.table_model import Column, RawSortProxy, RecordTableModel, fmt_float
 
@@ -54,12 +55,11 @@ COLUMNS = [
 ]
 
 
-class TextGenerationWidget(QWidget):
+class TextGenerationWidget(JobOwner, QWidget):
     def __init__(self, state: AppState, router: JobRouter, parent=None):
         super().__init__(parent)
         self.state = state
         self.router = router
-        self._job: int | None = None
         self._bench_queue: list[str] = []
         self._bench_name = ""
         self._names: list[str] = []
@@ -278,8 +278,8 @@ class TextGenerationWidget(QWidget):
     @Slot()
     def stop(self) -> None:
         self._bench_queue = []
-        if self._job is not None:
-            self.router.cancel(self._job)
+        if self.busy():
+            self.cancel_job()
             self.status.setText("Stopped.")
 
     # -- perplexity and speed --------------------------------------------------------
@@ -310,7 +310,6 @@ class TextGenerationWidget(QWidget):
             f"{first.text}: {first.tokens:,} tokens in {first.windows} windows of {first.context}; "
             + ", ".join(f"{r.model_name} {r.perplexity:.3f}" for r in o.results)
         )
-        self.state.results_changed.emit()
 
     @Slot()
     def start_benchmark(self) -> None:
@@ -338,7 +337,6 @@ class TextGenerationWidget(QWidget):
             f"{r.model_name}: prompt {s['prompt_tps']:.1f} tokens/s, generation {s['generation_tps']:.1f} tokens/s, "
             f"first token {s['ttft_ms']:.1f} ms"
         )
-        self.state.results_changed.emit()
 
     def _merge(self, key: str, values: dict) -> None:
         key = str(Path(key).resolve()) if Path(key).exists() else key
@@ -349,20 +347,11 @@ class TextGenerationWidget(QWidget):
 
     # -- jobs ------------------------------------------------------------------------
     def _submit(self, job, on_result, on_partial=None) -> None:
-        for b in (self.generate_btn, self.ppl_btn, self.bench_btn):
-            b.setEnabled(False)
-        self.stop_btn.setEnabled(True)
-        self._job = self.router.submit(
-            job, replace=self._job, on_result=on_result, on_partial=on_partial, on_done=self._on_done
-        )
+        self.submit_job(job, on_result=on_result, on_partial=on_partial, on_done=self._on_done)
+
+    def job_buttons(self) -> tuple[tuple, tuple]:
+        return (self.generate_btn, self.ppl_btn, self.bench_btn), (self.stop_btn,)
 
     def _on_done(self) -> None:
-        self._job = None
-        for b in (self.generate_btn, self.ppl_btn, self.bench_btn):
-            b.setEnabled(True)
-        self.stop_btn.setEnabled(False)
         if self._bench_queue:
             self._next_benchmark()
-
-    def busy(self) -> bool:
-        return self._job is not None

@@ -15,9 +15,9 @@ from PySide6.QtWidgets import (
     QVBoxLayout,
 )
 
-from engine.errors import UserError
-from engine.model_card import human_bytes
-from engine.sweeps import BatchPoint, ThroughputJob, ThroughputOutcome, parse_batch_sizes
+from engine.core.errors import UserError
+from engine.core.units import human_bytes
+from engine.jobs.sweep import BatchPoint, ThroughputJob, ThroughputOutcome, parse_batch_sizes
 from gui.router import JobRouter
 from gui.state import AppState, settings
 from gui.widgets.job_panel import JobPanel
@@ -122,7 +122,6 @@ class ThroughputPanel(JobPanel):
         if new:
             self._update_plots()
             self.table.resizeColumnsToContents()
-            self.state.results_changed.emit()
 
     def _update_plots(self) -> None:
         b = np.array([p.batch_size for p in self.points], dtype=float)

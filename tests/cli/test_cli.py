@@ -170,7 +170,7 @@ def test_demo_writes_summary_and_plots(tmp_path):
 @pytest.mark.parametrize(
     "args,needle",
     [
-        (["evaluate", "--model", "{tmp}/missing"], "model bundle not found"),
+        (["evaluate", "--model", "{tmp}/missing"], "model not found"),
         (["predict", "--model", "default", "{tmp}/notes.png"], "not an image file"),
         (["predict", "--model", "default", "{tmp}/empty.png"], "empty file"),
         (

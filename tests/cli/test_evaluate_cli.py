@@ -11,7 +11,7 @@ from PIL import Image
 from sklearn import metrics as skm
 
 from engine.cli import main
-from engine.paths import SAMPLES_DIR
+from engine.core.paths import SAMPLES_DIR
 from tests.engine.test_dataset_layouts import make_ham
 from tests.evaluation_helpers import tiny_bundle
 

@@ -35,7 +35,7 @@ def sample_text(tmp_path_factory) -> Path:
 def test_evaluate_text_json_matches_the_engine_and_is_stored(capsys, sample_text):
     from engine.llm.loader import load_language_model
     from engine.llm.perplexity import perplexity
-    from engine.results import ResultsStore
+    from engine.measure.results import ResultsStore
 
     out = run_json(capsys, "evaluate", "--model", "default-lm", "--text", sample_text, "--context", "128", "--json")
     lm = load_language_model("default-lm")

@@ -8,9 +8,9 @@ import json
 import numpy as np
 import pytest
 
-from engine.bundle import load_bundle
 from engine.cli import main
-from engine.quant.calibration import load_images, logits_of
+from engine.image.bundle import load_bundle
+from engine.image.quant.calibration import load_images, logits_of
 
 
 def _rows(path):

@@ -15,7 +15,7 @@ from pathlib import Path
 import pytest
 
 from engine.cli import main
-from engine.results import ResultsStore, RunRecord
+from engine.measure.results import ResultsStore, RunRecord
 
 ROOT = Path(__file__).resolve().parents[2]
 
@@ -44,7 +44,7 @@ def test_sweep_command_errors_are_one_line(tmp_path, capsys):
     err = capsys.readouterr().err
     assert err.count("\n") == 1 and "unknown recipe 'int9'" in err
     assert main(["sweep", "--model", str(tmp_path / "missing"), "--recipes", "int4", "--out", str(tmp_path / "x")]) == 1
-    assert "model bundle not found" in capsys.readouterr().err
+    assert "model not found" in capsys.readouterr().err
     with pytest.raises(SystemExit) as exc:
         main(["sweep", "--model", "default", "--recipes", "int4"])  # --out missing
     assert exc.value.code == 2

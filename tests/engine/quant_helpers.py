@@ -5,9 +5,9 @@ from __future__ import annotations
 import mlx.core as mx
 import numpy as np
 
-from engine.bundle import ModelBundle
-from engine.models import registry
-from engine.models.small_cnn import DEFAULT_PREPROCESSING
+from engine.image.bundle import ModelBundle
+from engine.image.models import registry
+from engine.image.models.small_cnn import DEFAULT_PREPROCESSING
 
 
 def tiny_bundle(seed: int = 0, num_classes: int = 4, widths=(8, 16, 32, 64)) -> ModelBundle:
@@ -33,7 +33,7 @@ def batch(n: int = 5, seed: int = 3) -> np.ndarray:
 
 def all_formats() -> list[tuple[str, int | None]]:
     """(recipe name, group size) for every format the installed MLX supports."""
-    from engine.quant.formats import supported_modes
+    from engine.image.quant.formats import supported_modes
 
     out = [("fp16", None), ("bf16", None)]
     out += [(f"int{b}", g) for b in (8, 6, 5, 4, 3, 2) for g in (32, 64, 128)]

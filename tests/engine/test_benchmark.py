@@ -5,11 +5,12 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from engine.bench.harness import BenchmarkSettings, run_benchmark
-from engine.bundle import load_bundle
-from engine.errors import Cancelled, UserError
-from engine.jobs import BenchmarkJob, JobContext, Workspace
-from engine.results import ResultsStore
+from engine.core.errors import Cancelled, UserError
+from engine.image.benchmark import BenchmarkSettings, run_benchmark
+from engine.image.bundle import load_bundle
+from engine.jobs.image import BenchmarkJob
+from engine.measure.results import ResultsStore
+from engine.runtime import JobContext, Workspace
 
 
 def test_benchmark_record_fields_and_statistics(default_bundle_path):

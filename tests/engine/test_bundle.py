@@ -8,13 +8,13 @@ import mlx.core as mx
 import numpy as np
 import pytest
 
-from engine.bundle import ModelBundle, load_bundle
-from engine.errors import UserError
-from engine.fileio import OutputExists
-from engine.models import registry
-from engine.models.small_cnn import DEFAULT_PREPROCESSING
-from engine.quant.apply import quantize_model
-from engine.quant.recipes import make_recipe
+from engine.core.errors import UserError
+from engine.core.fileio import OutputExists
+from engine.image.bundle import ModelBundle, load_bundle
+from engine.image.models import registry
+from engine.image.models.small_cnn import DEFAULT_PREPROCESSING
+from engine.image.quant.apply import quantize_model
+from engine.image.quant.recipes import make_recipe
 
 
 def tiny_bundle(seed: int = 0, num_classes: int = 4) -> ModelBundle:

@@ -8,13 +8,14 @@ from dataclasses import replace
 import numpy as np
 import pytest
 
-from engine.bundle import load_bundle
-from engine.bundle_edit import EditInputsJob, update_bundle_inputs
-from engine.data.images import load_image
-from engine.data.presets import apply_spec, describe, read_labels
-from engine.errors import UserError
-from engine.jobs import JobContext, PredictJob, Workspace
-from engine.paths import DEFAULT_MODEL_DIR
+from engine.core.errors import UserError
+from engine.core.paths import DEFAULT_MODEL_DIR
+from engine.image.bundle import load_bundle
+from engine.image.data.images import load_image
+from engine.image.data.presets import apply_spec, describe, read_labels
+from engine.jobs.edit_inputs import EditInputsJob, update_bundle_inputs
+from engine.jobs.image import PredictJob
+from engine.runtime import JobContext, Workspace
 
 
 @pytest.fixture

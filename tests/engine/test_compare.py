@@ -8,8 +8,8 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from engine.compare import differing_keys, metric_deltas, metric_direction, pareto_front, variant_points
-from engine.results import RunRecord
+from engine.measure.compare import differing_keys, metric_deltas, metric_direction, pareto_front, variant_points
+from engine.measure.results import RunRecord
 
 
 def dominated_brute_force(i: int, xs, ys) -> bool:

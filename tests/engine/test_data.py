@@ -6,10 +6,10 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from engine.data.datasets import open_dataset
-from engine.data.images import load_image
-from engine.data.preprocess import Preprocessing
-from engine.errors import UserError
+from engine.core.errors import UserError
+from engine.image.data.datasets import open_dataset
+from engine.image.data.images import load_image
+from engine.image.data.preprocess import Preprocessing
 
 
 def test_default_dataset_is_a_stratified_held_out_split():

@@ -12,11 +12,11 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from engine.data.datasets import open_dataset
-from engine.data.preprocess import Preprocessing
-from engine.data.safe_pickle import safe_load
-from engine.data.splits import stratified_split
-from engine.errors import UserError
+from engine.core.errors import UserError
+from engine.image.data.datasets import open_dataset
+from engine.image.data.preprocess import Preprocessing
+from engine.image.data.safe_pickle import safe_load
+from engine.image.data.splits import stratified_split
 
 RGB16 = Preprocessing(input_size=(16, 16), channels=3)
 
@@ -221,7 +221,7 @@ def test_filename_pattern_labels_and_unmatched_files(tmp_path):
 
 
 def test_class_folders_skip_unreadable_files(tmp_path):
-    from engine.data.loader import DecodeAhead
+    from engine.image.data.loader import DecodeAhead
 
     for c in ("benign", "malignant"):
         for i in range(3):

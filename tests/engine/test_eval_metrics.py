@@ -10,11 +10,11 @@ from scipy.stats import entropy, rankdata
 from sklearn import metrics as skm
 from sklearn.calibration import calibration_curve
 
-from engine.evaluate.agreement import agreement, kl_divergence
-from engine.evaluate.calibration import brier_score, negative_log_likelihood, reliability_bins
-from engine.evaluate.metrics import bootstrap_intervals, compute_metrics, with_intervals
-from engine.evaluate.ranking import average_ranks, binary_auc, roc_auc_ovr, top_k_accuracy
-from engine.evaluate.rows import RowTable
+from engine.measure.evaluate.agreement import agreement, kl_divergence
+from engine.measure.evaluate.calibration import brier_score, negative_log_likelihood, reliability_bins
+from engine.measure.evaluate.metrics import bootstrap_intervals, compute_metrics, with_intervals
+from engine.measure.evaluate.ranking import average_ranks, binary_auc, roc_auc_ovr, top_k_accuracy
+from engine.measure.evaluate.rows import RowTable
 
 TOL = 1e-6
 

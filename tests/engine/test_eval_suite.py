@@ -6,16 +6,17 @@ import numpy as np
 import pytest
 from sklearn.metrics import accuracy_score, f1_score
 
-from engine.bundle import load_bundle
-from engine.data.corruptions import Corruption
-from engine.data.datasets import open_dataset
-from engine.errors import Cancelled, UserError
-from engine.evaluate.operating_point import OperatingPointSpec
-from engine.evaluate.rows import RowTable
-from engine.evaluate.runner import evaluate_bundle
-from engine.evaluate.suite import EvaluationSettings, EvaluationSuiteJob
-from engine.jobs import JobContext, QuantizeJob, Workspace
-from engine.results import ResultsStore
+from engine.core.errors import Cancelled, UserError
+from engine.image.bundle import load_bundle
+from engine.image.data.corruptions import Corruption
+from engine.image.data.datasets import open_dataset
+from engine.image.evaluation import evaluate_bundle
+from engine.jobs.evaluation_suite import EvaluationSettings, EvaluationSuiteJob
+from engine.jobs.image import QuantizeJob
+from engine.measure.evaluate.operating_point import OperatingPointSpec
+from engine.measure.evaluate.rows import RowTable
+from engine.measure.results import ResultsStore
+from engine.runtime import JobContext, Workspace
 
 LIMIT = 48
 
@@ -103,7 +104,7 @@ def test_settings_are_checked():
 
 
 def test_plain_evaluate_job_stores_the_full_metric_rows(tmp_path):
-    from engine.jobs import EvaluateJob
+    from engine.jobs.image import EvaluateJob
 
     store = ResultsStore(tmp_path / "r.db")
     out = EvaluateJob("default", limit=30, batch_size=15).run(JobContext(), Workspace(store))

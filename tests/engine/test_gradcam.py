@@ -6,9 +6,9 @@ import mlx.core as mx
 import numpy as np
 import pytest
 
-from engine.bundle import load_bundle
-from engine.errors import UserError
-from engine.evaluate.gradcam import (
+from engine.core.errors import UserError
+from engine.image.bundle import load_bundle
+from engine.image.gradcam import (
     _slots,
     _Wrapped,
     cam_from_gradients,
@@ -19,7 +19,8 @@ from engine.evaluate.gradcam import (
     layer_gradients,
     similarity,
 )
-from engine.jobs import JobContext, QuantizeJob, Workspace
+from engine.jobs.image import QuantizeJob
+from engine.runtime import JobContext, Workspace
 from tests.evaluation_helpers import tiny_bundle
 
 

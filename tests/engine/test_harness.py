@@ -13,14 +13,15 @@ import numpy as np
 import pytest
 from mlx.utils import tree_flatten
 
-from engine.bench.coldload import bundle_files, cold_load, evict_page_cache, resident_fraction
-from engine.bench.environment import rss_bytes
-from engine.bench.harness import BenchmarkSettings, run_benchmark
-from engine.bench.memory import MemorySampler
-from engine.bundle import load_bundle
-from engine.errors import Cancelled
-from engine.jobs import BenchmarkJob, JobContext, QuantizeJob, Workspace
-from engine.results import ResultsStore
+from engine.core.errors import Cancelled
+from engine.image.benchmark import BenchmarkSettings, run_benchmark
+from engine.image.bundle import load_bundle
+from engine.image.coldload import bundle_files, cold_load, evict_page_cache, resident_fraction
+from engine.jobs.image import BenchmarkJob, QuantizeJob
+from engine.measure.environment import rss_bytes
+from engine.measure.memory import MemorySampler
+from engine.measure.results import ResultsStore
+from engine.runtime import JobContext, Workspace
 
 
 @pytest.fixture(scope="module")
@@ -52,7 +53,7 @@ def test_each_iteration_is_evaluated_inside_the_timed_region(bundle, monkeypatch
     """mx.eval runs between the two clock reads of every iteration (lazy work cannot escape)."""
     import mlx.core as mx
 
-    import engine.bench.harness as harness
+    import engine.image.benchmark as harness
 
     events = []
     real_eval, real_clock = mx.eval, time.perf_counter

@@ -10,8 +10,13 @@ import mlx.core as mx
 import numpy as np
 import pytest
 
-from engine.errors import UserError
-from engine.llm.detect import DEFAULT_LM_DIR, DEFAULT_TEXT, is_language_model
+from engine.core.errors import UserError
+from engine.kinds import LANGUAGE, try_kind_of
+from engine.llm.detect import DEFAULT_LM_DIR, DEFAULT_TEXT
+
+
+def is_language_model(spec) -> bool:
+    return try_kind_of(spec) == LANGUAGE
 
 
 @pytest.fixture(scope="module")
@@ -130,9 +135,9 @@ def test_int4_folder_is_used_unchanged_by_mlx_lm(lm, int4_dir):
 def test_mixed_and_per_layer_recipes_survive_mlx_lm_load(tmp_path):
     from mlx_lm import load
 
+    from engine.image.quant.formats import quantized_spec
+    from engine.image.quant.recipes import Recipe
     from engine.llm.quantize import quantize_language_model
-    from engine.quant.formats import quantized_spec
-    from engine.quant.recipes import Recipe
 
     quantize_language_model("default-lm", "mixed_3_6", tmp_path / "mixed")
     model, _ = load(str(tmp_path / "mixed"))
@@ -154,7 +159,7 @@ def test_mixed_and_per_layer_recipes_survive_mlx_lm_load(tmp_path):
 
 
 def _float():
-    from engine.quant.formats import float_spec
+    from engine.image.quant.formats import float_spec
 
     return float_spec("float32")
 

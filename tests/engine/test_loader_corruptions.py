@@ -12,7 +12,8 @@ import pytest
 from PIL import Image
 from scipy.ndimage import gaussian_filter
 
-from engine.data.corruptions import (
+from engine.core.errors import Cancelled, UserError
+from engine.image.data.corruptions import (
     CORRUPTION_NAMES,
     PARAMETERS,
     Corruption,
@@ -20,10 +21,9 @@ from engine.data.corruptions import (
     parse_corruptions,
     parse_severities,
 )
-from engine.data.datasets import open_dataset
-from engine.data.loader import DecodeAhead
-from engine.data.preprocess import Preprocessing
-from engine.errors import Cancelled, UserError
+from engine.image.data.datasets import open_dataset
+from engine.image.data.loader import DecodeAhead
+from engine.image.data.preprocess import Preprocessing
 from tests.evaluation_helpers import image_folder
 
 PREP = Preprocessing(input_size=(16, 16), channels=3, mean=(0.5,), std=(0.25,))
@@ -96,7 +96,7 @@ def test_worker_pool_gives_the_same_batches(tmp_path):
 
 def test_loader_and_corruptions_never_import_mlx():
     code = (
-        "import sys, engine.data.loader, engine.data.corruptions, engine.data.sources;"
+        "import sys, engine.image.data.loader, engine.image.data.corruptions, engine.image.data.sources;"
         "print(any(m == 'mlx' or m.startswith('mlx.') for m in sys.modules))"
     )
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)

@@ -5,7 +5,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from engine.evaluate.classification import classification_report, confusion_matrix, softmax
+from engine.measure.evaluate.classification import classification_report, confusion_matrix, softmax
 
 
 def test_hand_computed_three_class_example():

@@ -9,8 +9,8 @@ from pathlib import Path
 
 import pytest
 
-from engine.macs import count_macs
-from engine.models import registry
+from engine.image.macs import count_macs
+from engine.image.models import registry
 
 # torchvision's model metadata ("_ops", in GMACs at 224x224).
 TORCHVISION_GMACS = {
@@ -31,10 +31,10 @@ def test_macs_match_torchvision_metadata(name):
 
 
 def test_small_cnn_macs_by_hand_and_after_quantization():
-    from engine.bundle import load_bundle
-    from engine.model_card import model_card
-    from engine.quant.apply import quantize_model
-    from engine.quant.recipes import make_recipe
+    from engine.image.bundle import load_bundle
+    from engine.image.model_card import model_card
+    from engine.image.quant.apply import quantize_model
+    from engine.image.quant.recipes import make_recipe
 
     b = load_bundle("default")
     card = model_card(b)

@@ -8,8 +8,13 @@ import numpy as np
 import pytest
 from sklearn.metrics import f1_score, recall_score
 
-from engine.errors import UserError
-from engine.evaluate.operating_point import OperatingPointSpec, fit_macro_f1, fit_sensitivity, optimize_thresholds
+from engine.core.errors import UserError
+from engine.measure.evaluate.operating_point import (
+    OperatingPointSpec,
+    fit_macro_f1,
+    fit_sensitivity,
+    optimize_thresholds,
+)
 
 
 def _data(seed, n, k, bias=0.0):

@@ -8,8 +8,8 @@ import numpy as np
 import pytest
 import torch
 
-from engine.errors import UserError
-from engine.quant.actsim import (
+from engine.core.errors import UserError
+from engine.image.quant.actsim import (
     ActSimSettings,
     _Histogram,
     calibrate,
@@ -19,9 +19,9 @@ from engine.quant.actsim import (
     sim_points,
     simulated_activations,
 )
-from engine.quant.apply import quantize_model
-from engine.quant.calibration import LabelledImages
-from engine.quant.recipes import make_recipe
+from engine.image.quant.apply import quantize_model
+from engine.image.quant.calibration import LabelledImages
+from engine.image.quant.recipes import make_recipe
 from tests.engine.quant_helpers import batch, tiny_bundle
 
 

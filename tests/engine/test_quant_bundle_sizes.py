@@ -22,11 +22,11 @@ import mlx.core as mx
 import pytest
 from safetensors import safe_open
 
-from engine.bundle import WEIGHTS_NAME, ModelBundle, load_bundle
-from engine.model_card import model_card
-from engine.models import registry
-from engine.quant.apply import quantize_model
-from engine.quant.recipes import make_recipe
+from engine.image.bundle import WEIGHTS_NAME, ModelBundle, load_bundle
+from engine.image.model_card import model_card
+from engine.image.models import registry
+from engine.image.quant.apply import quantize_model
+from engine.image.quant.recipes import make_recipe
 
 NUM_CLASSES = 1000
 # (recipe, bits, largest share of the float32 bundle): issue 4 asks int8 <= 30 %, int4 <= 20 %.

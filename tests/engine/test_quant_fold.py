@@ -6,10 +6,10 @@ import mlx.core as mx
 import mlx.nn as nn
 import numpy as np
 
-from engine.bundle import load_bundle
-from engine.quant.apply import quantizable_layers, quantize_model
-from engine.quant.fold import FoldedBatchNorm, find_conv_bn_pairs, fold_batchnorm
-from engine.quant.recipes import make_recipe
+from engine.image.bundle import load_bundle
+from engine.image.quant.apply import quantizable_layers, quantize_model
+from engine.image.quant.fold import FoldedBatchNorm, find_conv_bn_pairs, fold_batchnorm
+from engine.image.quant.recipes import make_recipe
 from tests.engine.quant_helpers import batch, tiny_bundle
 
 

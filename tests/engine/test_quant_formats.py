@@ -8,13 +8,13 @@ import mlx.core as mx
 import numpy as np
 import pytest
 
-from engine.bundle import load_bundle
-from engine.errors import UserError
-from engine.model_card import model_card
-from engine.quant.apply import quantizable_layers, quantize_model
-from engine.quant.formats import MODE_RULES, parse_spec, quantized_spec, supported_modes
-from engine.quant.recipes import make_recipe
-from engine.quant.sizing import layer_bytes
+from engine.core.errors import UserError
+from engine.image.bundle import load_bundle
+from engine.image.model_card import model_card
+from engine.image.quant.apply import quantizable_layers, quantize_model
+from engine.image.quant.formats import MODE_RULES, parse_spec, quantized_spec, supported_modes
+from engine.image.quant.recipes import make_recipe
+from engine.image.quant.sizing import layer_bytes
 from tests.engine.quant_helpers import all_formats, batch, tiny_bundle
 
 

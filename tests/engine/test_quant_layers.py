@@ -7,11 +7,11 @@ import mlx.nn as nn
 import numpy as np
 import pytest
 
-from engine.models.layers import DepthwiseConv2d, shifted_taps
-from engine.quant.apply import layer_kind, quantize_layer
-from engine.quant.formats import parse_spec, supported_modes
-from engine.quant.layers import QuantizedConv2d, QuantizedDepthwiseConv2d, quantize_matrix
-from engine.quant.sizing import choose_layout
+from engine.image.models.layers import DepthwiseConv2d, shifted_taps
+from engine.image.quant.apply import layer_kind, quantize_layer
+from engine.image.quant.formats import parse_spec, supported_modes
+from engine.image.quant.layers import QuantizedConv2d, QuantizedDepthwiseConv2d, quantize_matrix
+from engine.image.quant.sizing import choose_layout
 
 MODES = [("affine", 8, 64), ("affine", 4, 32), ("affine", 4, 128), ("affine", 2, 64), ("affine", 3, 32)]
 MODES += [(m, b, g) for m, b, g in (("mxfp4", 4, 32), ("mxfp8", 8, 32), ("nvfp4", 4, 16)) if m in supported_modes()]

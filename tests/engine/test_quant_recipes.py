@@ -7,10 +7,10 @@ import json
 import numpy as np
 import pytest
 
-from engine.bundle import load_bundle
-from engine.errors import UserError
-from engine.quant.apply import quantize_model
-from engine.quant.recipes import builtin_names, load_recipe_file, make_recipe, resolve_recipe
+from engine.core.errors import UserError
+from engine.image.bundle import load_bundle
+from engine.image.quant.apply import quantize_model
+from engine.image.quant.recipes import builtin_names, load_recipe_file, make_recipe, resolve_recipe
 from tests.engine.quant_helpers import batch, tiny_bundle
 
 

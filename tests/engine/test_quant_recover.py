@@ -8,19 +8,13 @@ import numpy as np
 import pytest
 import torch
 
-from engine.bundle import load_bundle
-from engine.errors import Cancelled, UserError
-from engine.quant.calibration import LabelledImages, load_images
-from engine.quant.hooks import hooked
-from engine.quant.layers import fake_quantize
-from engine.quant.recipes import make_recipe
-from engine.quant.recover import (
-    FinetuneSettings,
-    _student_hooks,
-    attention_map,
-    distillation_loss,
-    finetune,
-)
+from engine.core.errors import Cancelled, UserError
+from engine.image.bundle import load_bundle
+from engine.image.quant.calibration import LabelledImages, load_images
+from engine.image.quant.hooks import hooked
+from engine.image.quant.layers import fake_quantize
+from engine.image.quant.recipes import make_recipe
+from engine.image.quant.recover import FinetuneSettings, _student_hooks, attention_map, distillation_loss, finetune
 from tests.engine.quant_helpers import batch, tiny_bundle
 
 

@@ -9,15 +9,15 @@ import pytest
 from scipy.special import softmax
 from scipy.stats import entropy
 
-from engine.bundle import load_bundle
-from engine.errors import Cancelled, UserError
-from engine.model_card import model_card
-from engine.quant.apply import quantize_model
-from engine.quant.autoquant import Budget, _solve, autoquant, build_variant
-from engine.quant.calibration import LabelledImages, load_images, logits_of
-from engine.quant.formats import parse_spec
-from engine.quant.recipes import make_recipe
-from engine.quant.sensitivity import analyze_sensitivity, write_sensitivity_csv
+from engine.core.errors import Cancelled, UserError
+from engine.image.bundle import load_bundle
+from engine.image.model_card import model_card
+from engine.image.quant.apply import quantize_model
+from engine.image.quant.autoquant import Budget, _solve, autoquant, build_variant
+from engine.image.quant.calibration import LabelledImages, load_images, logits_of
+from engine.image.quant.formats import parse_spec
+from engine.image.quant.recipes import make_recipe
+from engine.image.quant.sensitivity import analyze_sensitivity, write_sensitivity_csv
 from tests.engine.quant_helpers import batch, tiny_bundle
 
 

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import math
 
-from engine.results import ResultsStore, RunRecord, export_long_csv, export_samples_csv, export_summary_csv
+from engine.measure.results import ResultsStore, RunRecord, export_long_csv, export_samples_csv, export_summary_csv
 from tests.helpers import read_rows
 
 

@@ -8,9 +8,9 @@ from pathlib import Path
 
 import pytest
 
-from engine import paths
-from engine.jobs import JobContext, Workspace
-from engine.selftest import METALLIB, SelfTestJob, colocated_metallib, loaded_libmlx, runtime_info
+from engine.core import paths
+from engine.jobs.selftest import METALLIB, SelfTestJob, colocated_metallib, loaded_libmlx, runtime_info
+from engine.runtime import JobContext, Workspace
 
 
 def test_selftest_classifies_every_shipped_sample():

@@ -10,13 +10,11 @@ import numpy as np
 import pytest
 from sklearn.metrics import accuracy_score, f1_score
 
-from engine.bench.harness import BenchmarkSettings
-from engine.bundle import load_bundle
-from engine.data.datasets import open_dataset
-from engine.errors import Cancelled, UserError
-from engine.jobs import JobContext, Workspace
-from engine.results import ResultsStore
-from engine.sweeps import (
+from engine.core.errors import Cancelled, UserError
+from engine.image.benchmark import BenchmarkSettings
+from engine.image.bundle import load_bundle
+from engine.image.data.datasets import open_dataset
+from engine.jobs.sweep import (
     SweepJob,
     SweepRow,
     ThroughputJob,
@@ -25,6 +23,8 @@ from engine.sweeps import (
     parse_recipes,
     sweep_groups,
 )
+from engine.measure.results import ResultsStore
+from engine.runtime import JobContext, Workspace
 
 LIMIT = 120
 BENCH = BenchmarkSettings(batch_size=1, iters=4, warmup=1)

@@ -8,7 +8,7 @@ from pathlib import Path
 from PySide6.QtCore import QMimeData, QPoint, QPointF, Qt, QUrl
 from PySide6.QtGui import QDragEnterEvent, QDropEvent
 
-from engine import paths
+from engine.core import paths
 from tests.helpers import read_rows
 
 SAMPLES = paths.SAMPLES_DIR

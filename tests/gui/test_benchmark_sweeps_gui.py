@@ -13,8 +13,8 @@ from PySide6.QtCore import QPoint
 from PySide6.QtGui import QImage
 from PySide6.QtTest import QTest
 
-from engine.bench.harness import BenchmarkSettings, run_benchmark
-from engine.results import ResultsStore
+from engine.image.benchmark import BenchmarkSettings, run_benchmark
+from engine.measure.results import ResultsStore
 from gui.engine_thread import PARTIAL_INTERVAL_S, Engine
 from gui.router import JobRouter
 from gui.state import AppState

@@ -9,7 +9,7 @@ from dataclasses import dataclass
 import pytest
 from PySide6.QtCore import QObject, Slot
 
-from engine.errors import UserError
+from engine.core.errors import UserError
 from gui.engine_thread import Engine
 
 

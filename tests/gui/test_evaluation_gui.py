@@ -8,9 +8,10 @@ import pytest
 from PIL import Image
 from PySide6.QtCore import Qt
 
-from engine.jobs import JobContext, QuantizeJob, Workspace
-from engine.paths import SAMPLES_DIR, variants_dir
-from engine.results import ResultsStore
+from engine.core.paths import SAMPLES_DIR, variants_dir
+from engine.jobs.image import QuantizeJob
+from engine.measure.results import ResultsStore
+from engine.runtime import JobContext, Workspace
 
 pytest.importorskip("pytestqt")
 

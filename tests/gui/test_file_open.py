@@ -8,7 +8,7 @@ from PySide6.QtCore import QUrl
 from PySide6.QtGui import QFileOpenEvent
 from PySide6.QtWidgets import QApplication, QDialog
 
-from engine import paths
+from engine.core import paths
 from gui.file_open import StudioApplication
 
 SAMPLES = paths.SAMPLES_DIR

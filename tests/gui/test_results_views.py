@@ -8,10 +8,10 @@ import shutil
 import pytest
 from PySide6.QtWidgets import QMessageBox
 
-from engine.bench.harness import BenchmarkSettings
-from engine.jobs import JobContext, Workspace
-from engine.results import ResultsStore
-from engine.sweeps import SweepJob, ThroughputJob
+from engine.image.benchmark import BenchmarkSettings
+from engine.jobs.sweep import SweepJob, ThroughputJob
+from engine.measure.results import ResultsStore
+from engine.runtime import JobContext, Workspace
 from gui.app import MainWindow
 from gui.widgets.compare_view import BETTER, WORSE
 

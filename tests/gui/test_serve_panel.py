@@ -6,7 +6,7 @@ import threading
 
 import pytest
 
-from engine.paths import SAMPLES_DIR
+from engine.core.paths import SAMPLES_DIR
 
 
 @pytest.fixture

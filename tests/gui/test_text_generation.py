@@ -5,7 +5,7 @@ from __future__ import annotations
 
 from PySide6.QtCore import Qt
 
-from engine import paths
+from engine.core import paths
 
 
 def idle(window) -> bool:

@@ -4,9 +4,10 @@ from __future__ import annotations
 
 import pytest
 
-from engine.errors import Cancelled, UserError
-from engine.importers.dispatch import check_importable, import_file
-from engine.jobs import ImportJob, JobContext, Workspace
+from engine.core.errors import Cancelled, UserError
+from engine.image.importers.dispatch import check_importable, import_file
+from engine.jobs.image import ImportJob
+from engine.runtime import JobContext, Workspace
 from tests.importers.reference import load_reference, reference_weights, save_safetensors
 
 

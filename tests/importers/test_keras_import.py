@@ -19,9 +19,9 @@ keras = pytest.importorskip("keras")
 if keras.backend.backend() != "torch":
     pytest.skip("these tests run Keras on the torch backend", allow_module_level=True)
 
-from engine.bundle import load_bundle  # noqa: E402
-from engine.errors import UserError  # noqa: E402
-from engine.importers.keras_file import import_keras  # noqa: E402
+from engine.core.errors import UserError  # noqa: E402
+from engine.image.bundle import load_bundle  # noqa: E402
+from engine.image.importers.keras_file import import_keras  # noqa: E402
 
 TOL = 1e-3
 pytestmark = pytest.mark.filterwarnings("ignore::DeprecationWarning")
@@ -170,7 +170,7 @@ def test_weights_only_h5_is_refused_with_a_reason(tmp_path):
 
 def test_keras_xception_h5_into_the_builtin_xception(tmp_path):
     """--arch xception reads a Keras HDF5 file by layer names into engine/models/xception.py."""
-    from engine.importers.dispatch import import_file
+    from engine.image.importers.dispatch import import_file
 
     model = transfer_model("Xception", 71, classes=3)
     path = tmp_path / "x.h5"

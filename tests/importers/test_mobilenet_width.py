@@ -6,8 +6,8 @@ import numpy as np
 import pytest
 from mlx.utils import tree_flatten
 
-from engine.models import registry
-from engine.models.mobilenet_v2 import infer_config
+from engine.image.models import registry
+from engine.image.models.mobilenet_v2 import infer_config
 
 
 @pytest.mark.parametrize("width_mult", [0.35, 0.5, 0.75, 1.0, 1.4])

@@ -9,9 +9,9 @@ onnx = pytest.importorskip("onnx")
 ort = pytest.importorskip("onnxruntime")
 from onnx import TensorProto, helper, numpy_helper  # noqa: E402
 
-from engine.bundle import load_bundle  # noqa: E402
-from engine.errors import UserError  # noqa: E402
-from engine.importers.onnx_graph import import_onnx  # noqa: E402
+from engine.core.errors import UserError  # noqa: E402
+from engine.image.bundle import load_bundle  # noqa: E402
+from engine.image.importers.onnx_graph import import_onnx  # noqa: E402
 
 TOL = 1e-3
 # torch 2.13's TorchScript exporter (the offline one) warns that it is deprecated.
@@ -149,9 +149,9 @@ def test_helper_graph_ops_match_onnxruntime(tmp_path):
 
 
 def test_imported_graph_quantizes_saves_and_loads(tmp_path):
-    from engine.quant.apply import quantize_model
-    from engine.quant.layers import QuantizedConv2d, QuantizedDepthwiseConv2d
-    from engine.quant.recipes import make_recipe
+    from engine.image.quant.apply import quantize_model
+    from engine.image.quant.layers import QuantizedConv2d, QuantizedDepthwiseConv2d
+    from engine.image.quant.recipes import make_recipe
 
     torch, net = _torch_cnn()
     path = tmp_path / "net.onnx"

@@ -14,8 +14,8 @@ import zipfile
 import numpy as np
 import pytest
 
-from engine.errors import UserError
-from engine.importers.checkpoint import import_checkpoint, read_state_dict
+from engine.core.errors import UserError
+from engine.image.importers.checkpoint import import_checkpoint, read_state_dict
 from tests.importers.reference import (
     load_reference,
     reference_input_nhwc,

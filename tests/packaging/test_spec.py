@@ -11,7 +11,7 @@ from pathlib import Path
 
 import pytest
 
-from engine.file_kinds import BUNDLE, CHECKPOINT, IMAGE, classify
+from engine.kinds.files import BUNDLE, CHECKPOINT, IMAGE, classify
 
 ROOT = Path(__file__).resolve().parents[2]
 SPEC = ROOT / "packaging" / "mlx_quant_studio.spec"

@@ -15,7 +15,7 @@ from pathlib import Path
 import numpy as np
 from PIL import Image
 
-from engine import paths
+from engine.core import paths
 
 DIGIT = np.zeros((28, 28), dtype=np.uint8)
 DIGIT[4:24, 12:16] = 255  # a vertical bar, roughly a "1"

@@ -16,7 +16,7 @@ import numpy as np
 import pytest
 
 from engine.cli import main
-from engine.data.images import load_image
+from engine.image.data.images import load_image
 from tests.reliability import corpus
 
 ROOT = Path(__file__).resolve().parents[2]

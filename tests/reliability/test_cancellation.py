@@ -10,10 +10,11 @@ from pathlib import Path
 
 import pytest
 
-from engine import paths
-from engine.bench.harness import BenchmarkSettings
-from engine.errors import Cancelled
-from engine.jobs import BenchmarkJob, EvaluateJob, ImportJob, JobContext, LoadModelJob, QuantizeJob, Workspace
+from engine.core import paths
+from engine.core.errors import Cancelled
+from engine.image.benchmark import BenchmarkSettings
+from engine.jobs.image import BenchmarkJob, EvaluateJob, ImportJob, LoadModelJob, QuantizeJob
+from engine.runtime import JobContext, Workspace
 from tests.reliability import corpus
 
 
@@ -96,7 +97,7 @@ def test_cancel_benchmark():
 
 
 def test_cancel_sweep_keeps_finished_rows_and_no_partial_bundle(tmp_path):
-    from engine.sweeps import SweepJob
+    from engine.jobs.sweep import SweepJob
 
     ws = Workspace()
     out = tmp_path / "sweep ü"
@@ -106,7 +107,7 @@ def test_cancel_sweep_keeps_finished_rows_and_no_partial_bundle(tmp_path):
     rows = []
 
     def on_partial(payload):
-        from engine.sweeps import SweepRow
+        from engine.jobs.sweep import SweepRow
 
         if isinstance(payload, SweepRow):
             rows.append(payload)
@@ -127,8 +128,8 @@ def test_cancel_sweep_keeps_finished_rows_and_no_partial_bundle(tmp_path):
 
 
 def test_cancel_finetune(tmp_path):
-    from engine.quant.jobs import FinetuneJob
-    from engine.quant.recover import FinetuneSettings
+    from engine.image.quant.recover import FinetuneSettings
+    from engine.jobs.quant import FinetuneJob
 
     ws = Workspace()
     out = tmp_path / "ft"
@@ -140,8 +141,8 @@ def test_cancel_finetune(tmp_path):
 
 
 def test_cancel_generate_and_language_model_quantize(tmp_path):
+    from engine.jobs.language import GenerateJob, QuantizeLanguageModelJob
     from engine.llm.generate import GenerationSettings
-    from engine.llm.jobs import GenerateJob, QuantizeLanguageModelJob
 
     ws = Workspace()
     lm = str(paths.DEFAULT_LM_DIR)

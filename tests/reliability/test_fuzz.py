@@ -16,7 +16,7 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from engine.errors import UserError
+from engine.core.errors import UserError
 from tests.reliability import corpus
 
 FUZZ = settings(
@@ -88,13 +88,13 @@ def _npz_dataset() -> bytes:
 
 
 def _import(arch: str | None):
-    from engine.importers.dispatch import import_file
+    from engine.image.importers.dispatch import import_file
 
     return lambda p: import_file(p, arch=arch)
 
 
 def _open_dataset(p: Path):
-    from engine.data.datasets import open_dataset
+    from engine.image.data.datasets import open_dataset
 
     ds = open_dataset(p, split="all")
     if ds.paths is None:
@@ -183,8 +183,8 @@ def test_mutated_cifar_batch():
 
 def test_random_files_in_a_class_folder_dataset():
     """Junk named like images in class folders: listed as skipped while iterating, never raised."""
-    from engine.data.datasets import open_dataset
-    from engine.data.preprocess import Preprocessing
+    from engine.image.data.datasets import open_dataset
+    from engine.image.data.preprocess import Preprocessing
 
     prep = Preprocessing(input_size=(8, 8), channels=1)
     with tempfile.TemporaryDirectory() as d:

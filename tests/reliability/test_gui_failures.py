@@ -5,10 +5,10 @@ from __future__ import annotations
 
 import pytest
 
-from engine import memory_guard, paths
-from engine.evaluate.suite import EvaluationSuiteJob
-from engine.jobs import BenchmarkJob, PredictJob, QuantizeJob
-from engine.llm.jobs import GenerateJob
+from engine.core import memory_guard, paths
+from engine.jobs.evaluation_suite import EvaluationSuiteJob
+from engine.jobs.image import BenchmarkJob, PredictJob, QuantizeJob
+from engine.jobs.language import GenerateJob
 from tests.gui.test_app import drop_files, idle
 
 
@@ -77,7 +77,7 @@ def test_cancel_a_quantize_from_the_gui_leaves_no_partial_variant(qtbot, window,
 
     from PySide6.QtCore import Qt
 
-    from engine.quant import apply
+    from engine.image.quant import apply
 
     q = window.quantize_tab
     started, release = threading.Event(), threading.Event()
@@ -92,7 +92,7 @@ def test_cancel_a_quantize_from_the_gui_leaves_no_partial_variant(qtbot, window,
         return real(model, recipe, progress, should_stop, **kw)
 
     with monkeypatch.context() as m:  # not monkeypatch.undo(): that would also drop the test's data dir
-        m.setattr("engine.jobs.quantize_model", held)
+        m.setattr("engine.jobs.image.quantize_model", held)
         q.recipe.setCurrentText("int4")
         q.start()
         qtbot.waitUntil(started.is_set, timeout=20000)

@@ -8,9 +8,9 @@ from pathlib import Path
 
 import pytest
 
-from engine import memory_guard, paths
 from engine.cli import main
-from engine.errors import UserError
+from engine.core import memory_guard, paths
+from engine.core.errors import UserError
 from tests.reliability import corpus
 
 DEFAULT_WEIGHTS = (paths.DEFAULT_MODEL_DIR / "model.safetensors").stat().st_size

@@ -14,8 +14,8 @@ from pathlib import Path
 import pytest
 
 from engine.cli import main
-from engine.fileio import MARKER, OutputExists, check_output_dir
-from engine.paths import DEFAULT_LM_DIR, DEFAULT_MODEL_DIR
+from engine.core.fileio import MARKER, OutputExists, check_output_dir
+from engine.core.paths import DEFAULT_LM_DIR, DEFAULT_MODEL_DIR
 
 
 def run(capsys, *argv: str) -> tuple[int, str, str]:

@@ -7,7 +7,7 @@ from pathlib import Path
 
 import pytest
 
-from engine.paths import SAMPLES_DIR
+from engine.core.paths import SAMPLES_DIR
 
 SAMPLES = sorted(SAMPLES_DIR.glob("*.png"))
 

@@ -65,7 +65,7 @@ def test_without_the_serve_extra_serve_is_a_one_line_error(monkeypatch, capsys):
 
 def test_the_cli_and_the_engine_thread_do_not_import_the_web_stack():
     code = (
-        "import sys; from engine.cli import build_parser; build_parser(); import engine.serve.worker, "
+        "import sys; from engine.cli import command_parser; command_parser('serve'); import engine.serve.worker, "
         "engine.serve.server; print(sorted(m for m in ('fastapi', 'uvicorn', 'starlette') if m in sys.modules))"
     )
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, cwd=ROOT, timeout=120)

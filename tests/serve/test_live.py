@@ -12,7 +12,7 @@ pytest.importorskip("fastapi")
 pytest.importorskip("uvicorn")
 httpx = pytest.importorskip("httpx")
 
-from engine.errors import UserError  # noqa: E402
+from engine.core.errors import UserError  # noqa: E402
 from engine.serve.config import ServeSettings  # noqa: E402
 from engine.serve.server import ServiceServer  # noqa: E402
 from tests.serve.conftest import SAMPLES, sse_events  # noqa: E402

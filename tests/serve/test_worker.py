@@ -13,9 +13,9 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from engine.bundle import load_bundle
-from engine.data.images import decode_image_bytes, load_image
-from engine.errors import UserError
+from engine.core.errors import UserError
+from engine.image.bundle import load_bundle
+from engine.image.data.images import decode_image_bytes, load_image
 from engine.serve.backends import CLASSIFIER, LANGUAGE_MODEL, model_kind, preprocess_upload
 from engine.serve.config import exposure_warning, is_loopback, url_for
 from engine.serve.generation import StopMatcher

@@ -1,0 +1,1 @@
+"""Vocabulary every layer uses: errors, paths, atomic files and output rules, units, memory guard."""

@@ -1,0 +1,1 @@
+"""The image-classifier kind: architectures, bundles, datasets, importers, quantization, evaluation."""

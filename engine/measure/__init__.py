@@ -1,0 +1,1 @@
+"""Measurement that knows no model kind: metrics, memory, environment, the results store, plots."""
