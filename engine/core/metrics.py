@@ -63,3 +63,17 @@ def spec(key: str) -> MetricSpec:
 def direction(key: str) -> int:
     """+1 when larger is better, -1 when smaller is better, 0 when neither."""
     return spec(key).better
+
+
+# Counts and sizes: stored as REAL in SQLite, written as integers (n=1000, not 1000.0).
+INTEGER_METRICS = frozenset(
+    {"n", "support", "params", "skipped", "tokens", "windows", "macs", "images", "calibration_images"}
+)
+_INTEGER_SUFFIXES = ("_bytes", "_count", "_tokens")
+
+
+def as_written(key: str, value):
+    """A stored value as exports write it: whole counts and byte sizes as integers, the rest raw."""
+    if isinstance(value, float) and value.is_integer() and (key in INTEGER_METRICS or key.endswith(_INTEGER_SUFFIXES)):
+        return int(value)
+    return value

@@ -21,6 +21,7 @@ from pathlib import Path
 from engine.core import paths
 from engine.core.errors import Cancelled, UserError
 from engine.core.fileio import atomic_open, claim_directory, write_csv
+from engine.core.metrics import as_written
 from engine.image.benchmark import BenchmarkSettings, IterationSample, run_benchmark
 from engine.image.coldload import cold_load
 from engine.image.data.datasets import open_dataset
@@ -316,7 +317,9 @@ def _write_json(path: Path, obj: dict) -> None:
 
 def _write_sweep_files(out: Path, rows: list[SweepRow], records: list[RunRecord]) -> None:
     """Rewrite the sweep's CSVs with every finished row (each file atomically)."""
-    write_csv(out / "summary.csv", SWEEP_COLUMNS, ([r.values.get(c) for c in SWEEP_COLUMNS] for r in rows))
+    write_csv(
+        out / "summary.csv", SWEEP_COLUMNS, ([as_written(c, r.values.get(c)) for c in SWEEP_COLUMNS] for r in rows)
+    )
     export_long_csv(records, out / "metrics.csv")
     export_samples_csv(records, out / "iterations.csv")
 

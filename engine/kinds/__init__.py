@@ -43,4 +43,33 @@ def listing(path: str | Path) -> Listing | None:
     return get(kind).listing(p) if kind is not None and p.exists() else None
 
 
-__all__ = ["IMAGE", "KINDS", "LANGUAGE", "Listing", "ModelKind", "get", "kind_of", "listing", "of", "try_kind_of"]
+_LANGUAGE_METRICS = frozenset({"perplexity", "prompt_tps", "generation_tps", "ttft_ms"})
+_IMAGE_METRICS = frozenset({"accuracy", "macro_f1", "throughput_ips", "images_per_s"})
+
+
+def run_kind(record) -> str | None:
+    """The kind of model a stored run measured: its model's kind, else what its metrics say."""
+    kind = try_kind_of(record.model_path) if record.model_path else None
+    if kind is not None:
+        return kind
+    keys = set(record.metrics)
+    if keys & _LANGUAGE_METRICS:
+        return LANGUAGE
+    if keys & _IMAGE_METRICS:
+        return IMAGE
+    return None
+
+
+__all__ = [
+    "IMAGE",
+    "KINDS",
+    "LANGUAGE",
+    "Listing",
+    "ModelKind",
+    "get",
+    "kind_of",
+    "listing",
+    "of",
+    "run_kind",
+    "try_kind_of",
+]

@@ -21,6 +21,7 @@ from pathlib import Path
 
 from engine.core import paths
 from engine.core.fileio import write_csv
+from engine.core.metrics import as_written
 
 SCHEMA = """
 CREATE TABLE IF NOT EXISTS runs (
@@ -210,25 +211,32 @@ class ResultsStore:
 
 
 SUMMARY_FIELDS = ["id", "created", "kind", "model_name", "recipe", "dataset", "status", "model_hash", "model_path"]
+# What every run records about where it ran (engine.measure.environment), as the summary's last columns.
+ENVIRONMENT_FIELDS = ["device", "mlx_version", "app_version", "machine", "platform", "cpu", "python"]
 
 
 def export_summary_csv(records: list[RunRecord], path: str | Path) -> Path:
-    """One row per run: identifying fields, then every overall metric seen, raw values."""
+    """One row per run: identifying fields, every overall metric seen, then where it ran (raw values)."""
     metric_names: list[str] = []
     for r in records:
         for k in r.metrics:
             if k not in metric_names:
                 metric_names.append(k)
-    rows = ([getattr(r, f) for f in SUMMARY_FIELDS] + [r.metrics.get(m) for m in metric_names] for r in records)
-    return write_csv(path, SUMMARY_FIELDS + metric_names, rows)
+    rows = (
+        [getattr(r, f) for f in SUMMARY_FIELDS]
+        + [as_written(m, r.metrics.get(m)) for m in metric_names]
+        + [(r.environment or {}).get(k) for k in ENVIRONMENT_FIELDS]
+        for r in records
+    )
+    return write_csv(path, SUMMARY_FIELDS + metric_names + ENVIRONMENT_FIELDS, rows)
 
 
 def export_long_csv(records: list[RunRecord], path: str | Path) -> Path:
     """The ``variant,metric,class,value`` long form (plus run id), overall and per class."""
     rows = []
     for r in records:
-        rows += [(r.id, r.variant, k, "", v) for k, v in r.metrics.items()]
-        rows += [(r.id, r.variant, m, c, v) for m, c, v in r.per_class]
+        rows += [(r.id, r.variant, k, "", as_written(k, v)) for k, v in r.metrics.items()]
+        rows += [(r.id, r.variant, m, c, as_written(m, v)) for m, c, v in r.per_class]
     return write_csv(path, ["run_id", "variant", "metric", "class", "value"], rows)
 
 

@@ -285,14 +285,19 @@ class EvaluationTab(JobOwner, QWidget):
         cl = QVBoxLayout(controls)
         for box in (models_box, data_box, an_box):
             cl.addWidget(box)
-        cl.addLayout(buttons)
-        cl.addWidget(self.status)
         cl.addStretch(1)
         scroll = QScrollArea()
         scroll.setWidget(controls)
         scroll.setWidgetResizable(True)
         scroll.setHorizontalScrollBarPolicy(Qt.ScrollBarPolicy.ScrollBarAlwaysOff)
         scroll.setMinimumWidth(controls.sizeHint().width() + 24)
+        # Settings scroll; Evaluate, Cancel and the status line stay in view at any window height.
+        left = QWidget()
+        ll = QVBoxLayout(left)
+        ll.setContentsMargins(0, 0, 0, 0)
+        ll.addWidget(scroll, 1)
+        ll.addLayout(buttons)
+        ll.addWidget(self.status)
 
         self.summary = SummaryView()
         self.per_class = PerClassView()
@@ -310,7 +315,7 @@ class EvaluationTab(JobOwner, QWidget):
             self.views.addTab(w, name)
 
         split = QSplitter(Qt.Orientation.Horizontal)
-        split.addWidget(scroll)
+        split.addWidget(left)
         split.addWidget(self.views)
         split.setStretchFactor(1, 1)
         split.setSizes([controls.sizeHint().width() + 24, 1000])

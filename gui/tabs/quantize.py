@@ -17,8 +17,9 @@ from PySide6.QtWidgets import (
     QWidget,
 )
 
+from engine import kinds
 from engine.core.units import human_bytes
-from engine.image.quant.recipes import builtin_names, describe
+from engine.image.quant.recipes import describe
 from engine.jobs.image import QuantizeJob, QuantizeOutcome
 from gui import lm_support
 from gui.router import JobRouter
@@ -62,8 +63,8 @@ class QuantizeTab(JobOwner, QWidget):
 
         self.source = QComboBox()
         self.recipe = QComboBox()
-        self.recipe.addItems(builtin_names()[1:])  # fp32 is the source itself
-        self.recipe.addItems(lm_support.mixed_recipes())
+        self._recipes_kind = ""
+        self._offer_recipes(kinds.IMAGE)
         self.recipe.setCurrentText(str(s.value("quantize/recipe", "int8")))
         self.group_size = QComboBox()
         self.group_size.addItems(["32", "64", "128"])
@@ -144,7 +145,33 @@ class QuantizeTab(JobOwner, QWidget):
         layout.addWidget(self.tools, 1)
 
         state.models_changed.connect(self._refresh_sources)
+        self.source.currentIndexChanged.connect(self._source_changed)
         self._recipe_changed(self.recipe.currentText())
+
+    def _offer_recipes(self, kind: str) -> None:
+        """The recipes of the source's kind only (an LM recipe on a CNN, or the reverse, is never offered)."""
+        if kind == self._recipes_kind:
+            return
+        current = self.recipe.currentText()
+        files = [
+            self.recipe.itemText(i) for i in range(self.recipe.count()) if self.recipe.itemText(i).endswith(".json")
+        ]
+        self.recipe.blockSignals(True)
+        self.recipe.clear()
+        self.recipe.addItems([r for r in kinds.get(kind).recipes() if r != "fp32"])  # fp32 is the source itself
+        self.recipe.addItems(files)
+        self.recipe.blockSignals(False)
+        self._recipes_kind = kind
+        i = self.recipe.findText(current)
+        self.recipe.setCurrentIndex(i if i >= 0 else max(0, self.recipe.findText("int8")))
+        if hasattr(self, "help"):  # built after the first call, in __init__
+            self._recipe_changed(self.recipe.currentText())
+
+    @Slot(int)
+    def _source_changed(self, _index: int) -> None:
+        entry = self.state.entry(self.source.currentData()) if self.source.currentData() else None
+        if entry is not None:
+            self._offer_recipes(entry.kind)
 
     @Slot()
     def _refresh_sources(self) -> None:
@@ -196,9 +223,6 @@ class QuantizeTab(JobOwner, QWidget):
         s.setValue("quantize/group_size", self.group_size.currentText())
         if lm_support.is_language(self.state, path):
             job = lm_support.quantize_job(path, recipe, gs if recipe.startswith("int") else None)
-        elif recipe in lm_support.mixed_recipes():
-            self.window().show_error("Quantize", f"{recipe} is a recipe for language models")
-            return
         else:
             job = QuantizeJob(path, recipe, None, gs)
         self.submit_job(job, on_result=self._on_result)

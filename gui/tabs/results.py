@@ -20,6 +20,7 @@ from PySide6.QtWidgets import (
     QWidget,
 )
 
+from engine import kinds
 from engine.core.units import human_bytes
 from engine.jobs.sweep import sweep_groups
 from engine.measure.results import ResultsStore, RunRecord, export_long_csv, export_samples_csv, export_summary_csv
@@ -84,7 +85,7 @@ class ResultsTab(QWidget):
         self.kind.currentTextChanged.connect(self._filter)
         # Sweeps: runs sharing settings["sweep_id"], shown together.
         self.sweep = QComboBox()
-        self.sweep.setMinimumContentsLength(30)
+        self.sweep.setMinimumContentsLength(16)  # the bar fits a 1024 px window
         self.sweep.setToolTip("Show only the runs of one sweep")
         self.sweep.currentIndexChanged.connect(self.refresh)
         self._dialogs: list = []
@@ -98,7 +99,7 @@ class ResultsTab(QWidget):
         self.table.activated.connect(self.open_selected)
         refresh = QPushButton("Refresh")
         refresh.clicked.connect(self.refresh)
-        # One menu for the three CSVs keeps the bar narrow enough for a 1280 px window.
+        # One menu for the three CSVs keeps the bar narrow enough for a 1024 px window.
         export = QPushButton("Export CSV")
         export.setToolTip("Export the shown (or selected) runs as CSV")
         export_menu = QMenu(export)
@@ -190,6 +191,11 @@ class ResultsTab(QWidget):
         full_a, full_b = self.store.get(a.id), self.store.get(b.id)
         if full_a is None or full_b is None:
             self.refresh()
+            return None
+        kind_a, kind_b = kinds.run_kind(full_a), kinds.run_kind(full_b)
+        if kind_a and kind_b and kind_a != kind_b:
+            message = f"Run #{a.id} measured a {kinds.get(kind_a).label}, run #{b.id} a {kinds.get(kind_b).label}: nothing to compare"
+            self.window().statusBar().showMessage(message, 8000)
             return None
         return self._show(CompareDialog(full_a, full_b, self))
 

@@ -74,3 +74,21 @@ def test_csv_exports_write_raw_values_under_a_header(tmp_path):
     assert samples[0] == ["run_id", "variant", "iteration", "latency_ms", "active_memory", "rss"]
     assert samples[1][2:] == ["0", "2.0", "5", "6"]
     assert not list(tmp_path.glob(".*.tmp"))
+
+
+def test_exports_follow_the_umask_and_write_counts_as_integers(tmp_path):
+    import os
+
+    store = ResultsStore(tmp_path / "r.sqlite3")
+    store.add(_record(metrics={"n": 1000.0, "params": 95274.0, "accuracy": 1.0, "size_on_disk_bytes": 2048.0}))
+    import subprocess
+    import sys
+
+    code = f"from engine.core.fileio import write_csv; write_csv({str(tmp_path / 'x.csv')!r}, ['a'], [[1]])"
+    for umask, mode in ((0o022, 0o644), (0o077, 0o600)):
+        subprocess.run([sys.executable, "-c", code], check=True, preexec_fn=lambda u=umask: os.umask(u))
+        assert ((tmp_path / "x.csv").stat().st_mode & 0o777) == mode
+    summary = list(read_rows(export_summary_csv(store.list(full=True), tmp_path / "s.csv")))[0]
+    assert (summary["n"], summary["params"], summary["size_on_disk_bytes"]) == ("1000", "95274", "2048")
+    assert summary["accuracy"] == "1.0"  # a rate stays a float
+    assert "mlx_version" in summary and "device" in summary  # where it ran goes with every row

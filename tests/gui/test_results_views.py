@@ -143,3 +143,17 @@ def test_csv_exports_and_delete(results, tmp_path, monkeypatch):
     tab.delete_selected()
     assert tab.store.get(ids[1]) is None
     assert ids[1] not in {r.id for r in tab.visible_records()}
+
+
+def test_an_image_run_and_a_language_model_run_are_not_compared(results):
+    from engine.measure.results import RunRecord
+
+    tab, sweep, _ = results
+    lm = tab.store.add(
+        RunRecord(kind="evaluate", model_name="default-lm", model_path="", recipe="fp32", metrics={"perplexity": 285.6})
+    )
+    tab.refresh()
+    select_ids(tab, [sweep.rows[0].run_id, lm.id])
+    assert tab.compare_selected() is None
+    message = tab.window().statusBar().currentMessage()
+    assert "image classifier" in message and "language model" in message
