@@ -159,7 +159,7 @@ def mlx_lm_config(arch: Architecture, meta, tensor_names: set[str], vocab_rows: 
     if arch.model_type in ("gemma2", "gemma3_text"):
         # llama.cpp scales queries by 1/sqrt(head_dim), except the 27B models (1/sqrt(hidden/heads)).
         big = layers == (46 if arch.model_type == "gemma2" else 62)
-        cfg["query_pre_attn_scalar"] = float(hidden // heads if big else head_dim)
+        cfg["query_pre_attn_scalar"] = hidden // heads if big else head_dim
         if (window := get("attention.sliding_window")) is not None:
             cfg["sliding_window"] = int(window)
     if arch.model_type == "gemma2":

@@ -1,0 +1,116 @@
+"""GGUF language models of seven architectures, written with gguf-py's writer (mixed tensor types
+per file), loaded by the app and compared with (a) a NumPy float32 forward of gguf-py's dequantized
+weights in llama.cpp's layout and (b) mlx-lm running the converted model saved as an mlx-lm folder."""
+
+from __future__ import annotations
+
+import dataclasses
+
+import mlx.core as mx
+import numpy as np
+import pytest
+
+import tests.torchvision_ref  # noqa: F401  (transformers imports torchvision; see that module)
+
+pytest.importorskip("gguf")
+from tests.gguf_reference import SPECS, dequantized, reference_logits, write_model  # noqa: E402
+
+IDS = [5, 71, 200, 3, 88, 129, 257, 14, 42, 99]
+
+
+@pytest.fixture(scope="module")
+def models(tmp_path_factory):
+    root = tmp_path_factory.mktemp("gguf")
+    out = {}
+    for i, arch in enumerate(SPECS):
+        path = root / f"tiny-{arch}.gguf"
+        write_model(path, arch, seed=i)
+        out[arch] = path
+    return out
+
+
+def _rel(a, b) -> float:
+    return float(np.abs(np.asarray(a, np.float64) - b).max() / np.abs(b).max())
+
+
+@pytest.mark.parametrize("arch", list(SPECS))
+def test_gguf_model_matches_numpy_reference_and_mlx_lm(models, arch, tmp_path):
+    from mlx_lm import load as mlx_lm_load
+
+    from engine.llm.loader import load_language_model
+    from engine.llm.quantize import save_language_model
+
+    path = models[arch]
+    lm = load_language_model(path)
+    got = np.array(lm.model(mx.array([IDS]))[0].astype(mx.float32))
+    ref = reference_logits(arch, dequantized(path), IDS)
+    assert _rel(got, ref) <= 1e-3, f"{arch}: {_rel(got, ref):.2e}"
+
+    # The per-tensor record: several GGUF types, exact ones marked, requantized ones with their error.
+    record = lm.config["gguf"]["tensors"]
+    types = {r["gguf_type"] for r in record.values()}
+    assert len(types) >= 4, types
+    assert all(r["exact"] for r in record.values())
+    assert {"Q4_K", "Q8_0"} <= types
+    q = lm.config["quantization"]
+    assert q["model.embed_tokens"] == {"group_size": 32, "bits": 8, "mode": "affine"}
+    assert lm.config["tie_word_embeddings"] == SPECS[arch]["tied"] or arch == "gemma2"
+
+    folder = save_language_model(lm, lm.config, tmp_path / "mlx")
+    model, _ = mlx_lm_load(str(folder))
+    theirs = np.array(model(mx.array([IDS]))[0].astype(mx.float32))
+    assert _rel(theirs, got) <= 1e-5
+    assert _rel(theirs, ref) <= 1e-3
+
+
+def test_gemma_norms_and_llama_rotary_layout_are_seen_by_the_reference(models, monkeypatch):
+    """Skipping either quirk moves the logits far past the tolerance: the tests can fail."""
+    from engine.llm import gguf, gguf_arch
+    from engine.llm.loader import load_language_model
+
+    ids = IDS
+    monkeypatch.setattr(gguf, "unpermute_rows", lambda w, heads: w)
+    wrong = np.array(load_language_model(models["llama"]).model(mx.array([ids]))[0])
+    assert _rel(wrong, reference_logits("llama", dequantized(models["llama"]), ids)) > 1e-2
+    monkeypatch.undo()
+    plain = dataclasses.replace(gguf_arch.ARCHITECTURES["gemma3"], norm_plus_one=False)
+    monkeypatch.setattr(gguf, "architecture", lambda name: plain)
+    wrong = np.array(load_language_model(models["gemma3"]).model(mx.array([ids]))[0])
+    assert _rel(wrong, reference_logits("gemma3", dequantized(models["gemma3"]), ids)) > 1e-2
+
+
+def test_requantized_types_load_with_their_error_recorded(tmp_path):
+    """Q6_K (output), Q3_K and Q2_K have no exact MLX form: requantized, errors recorded, logits close."""
+    from engine.llm.loader import load_language_model
+
+    path = tmp_path / "tiny-llama-q6k.gguf"
+    write_model(path, "llama", seed=11, requantized=True)
+    lm = load_language_model(path)
+    record = lm.config["gguf"]["tensors"]
+    assert record["lm_head.weight"]["gguf_type"] == "Q6_K"
+    assert record["lm_head.weight"]["mlx_format"] == "affine 8-bit g32"
+    requant = {r["gguf_type"]: r for r in record.values() if not r["exact"]}
+    assert {"Q6_K", "Q3_K", "Q2_K"} <= set(requant)
+    assert all(0 < r["mean_abs_error"] < r["max_abs_error"] for r in requant.values())
+    assert lm.config["quantization"]["lm_head"]["bits"] == 8
+    got = np.array(lm.model(mx.array([IDS]))[0].astype(mx.float32))
+    # The reference runs on gguf-py's values, except that each requantized tensor takes the values MLX
+    # holds for it (back in llama.cpp's row order), which must lie within the recorded error.
+    from mlx.utils import tree_flatten
+
+    from tests.gguf_reference import HEADS, KV_HEADS, llama_cpp_permute
+
+    params = dict(tree_flatten(lm.model.parameters()))
+    weights = dequantized(path)
+    for hf, r in record.items():
+        if r["exact"]:
+            continue
+        base, bits = hf.removesuffix(".weight"), int(r["mlx_format"].split()[1].removesuffix("-bit"))
+        w = params[f"{base}.weight"], params[f"{base}.scales"], params[f"{base}.biases"]
+        held = np.array(mx.dequantize(*w, group_size=32, bits=bits))
+        if ".q_proj" in hf or ".k_proj" in hf:
+            held = llama_cpp_permute(held, HEADS if ".q_proj" in hf else KV_HEADS)
+        err = np.abs(held - weights[r["gguf_name"]])
+        assert err.max() == pytest.approx(r["max_abs_error"], rel=1e-4) and err.max() > 0
+        weights[r["gguf_name"]] = held
+    assert _rel(got, reference_logits("llama", weights, IDS)) <= 1e-3
