@@ -26,7 +26,13 @@ def register(sub) -> dict:
     add_shared_option(
         ev, "--text", help="language models: a UTF-8 text file for perplexity (default: held-out Moby-Dick)"
     )
-    add_shared_option(ev, "--context", type=positive_int, default=512, help="language models: window length in tokens")
+    add_shared_option(
+        ev,
+        "--context",
+        type=positive_int,
+        default=512,
+        help="language models: window length in tokens; [BOS] leads each window when the tokenizer adds one",
+    )
     add_shared_option(
         ev, "--compare", action="append", default=[], metavar="M", help="language models: another variant"
     )
@@ -90,6 +96,7 @@ def cmd_evaluate(args) -> int:
             "nll": first.nll,
             "perplexity": first.perplexity,
             "seconds": first.seconds,
+            "bos": first.bos,
             "definition": DEFINITION,
         }
         if len(rows) > 1:
@@ -98,7 +105,7 @@ def cmd_evaluate(args) -> int:
         return 0
     print(
         f"{first.text}: {first.tokens:,} tokens, {first.windows} windows of {first.context}, "
-        f"{first.predicted:,} predicted tokens"
+        f"{first.predicted:,} predicted tokens" + (", each window led by BOS" if first.bos else "")
     )
     for r in rows:
         delta = "" if r is rows[0] else f"  ({r['delta']:+.3f}, {r['delta_pct']:+.2f}%)"

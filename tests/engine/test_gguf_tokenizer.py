@@ -19,6 +19,7 @@ from gguf import GGMLQuantizationType as T  # noqa: E402
 
 from engine.llm.gguf import Metadata  # noqa: E402
 from engine.llm.gguf_tokenizer import gguf_hf_tokenizer  # noqa: E402
+from engine.llm.perplexity import tokenizer_bos  # noqa: E402
 from tests.gguf_fixtures import write_gguf  # noqa: E402
 
 MIXED = (
@@ -80,6 +81,7 @@ def test_byte_level_bpe_matches_tokenizers(tmp_path, pre):
     assert len(set(want)) > 20 and want[-1] == tokens.index("<|endoftext|>")
     assert app.encode(text, add_special_tokens=False) == want
     assert app.decode(want) == text
+    assert tokenizer_bos(app) is None  # perplexity keeps its definition without BOS
 
 
 @pytest.mark.parametrize("arch", ["llama", "gemma3"])
@@ -134,3 +136,4 @@ def test_sentencepiece_matches_sentencepiece(tmp_path, arch):
     assert app.encode(text, add_special_tokens=False) == want
     assert app.encode(text)[0] == sp.bos_id()  # add_bos_token
     assert app.decode(want) == sp.decode(want)
+    assert tokenizer_bos(app) == sp.bos_id()  # perplexity leads each window with it
