@@ -17,6 +17,7 @@ size of the converted model, not several copies of it.
 
 from __future__ import annotations
 
+import dataclasses
 from collections import Counter
 from collections.abc import Callable
 from pathlib import Path
@@ -30,7 +31,7 @@ from engine.llm.gguf_arch import architecture, hf_name, is_norm, mlx_lm_config, 
 from engine.llm.gguf_header import check_gguf_header
 from engine.llm.gguf_tensors import GROUP, convert_tensor
 
-__all__ = ["load_gguf", "read_gguf", "unpermute_rows"]
+__all__ = ["gguf_layer_rows", "load_gguf", "read_gguf", "unpermute_rows"]
 
 
 class Metadata:
@@ -167,3 +168,18 @@ def load_gguf(path: Path, progress: Callable[[float, str], None] | None = None):
     model.eval()
     mx.eval(model.parameters())
     return model, gguf_tokenizer(path, meta, config), config
+
+
+def gguf_layer_rows(rows, config: dict) -> list:
+    """Model-card rows with each weight's GGUF type before its MLX format: ``Q4_K=int4/g32`` when the
+    conversion was exact, ``Q6_K~int8/g32`` when requantized (``config["gguf"]["tensors"]`` holds
+    the max and mean absolute error of those).
+    """
+    tensors = (config.get("gguf") or {}).get("tensors") or {}
+    out = []
+    for row in rows:
+        rec = tensors.get(f"{row.name}.weight")
+        if rec:
+            row = dataclasses.replace(row, format=f"{rec['gguf_type']}{'=' if rec['exact'] else '~'}{row.format}")
+        out.append(row)
+    return out

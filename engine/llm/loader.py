@@ -157,6 +157,10 @@ def fingerprint(path: Path) -> str:
 def language_model_card(lm: LanguageModel) -> LanguageModelCard:
     rows, dtypes = layer_rows(lm.model)
     cfg = lm.config
+    if cfg.get("gguf"):  # converted from a GGUF file: each weight's GGUF type before its MLX format
+        from engine.llm.gguf import gguf_layer_rows
+
+        rows = gguf_layer_rows(rows, cfg)
     p = Path(lm.path)
     size = sum(f.stat().st_size for f in weight_files(p)) if p.exists() else None
     arch = cfg.get("architectures") or [cfg.get("model_type", "?")]

@@ -93,6 +93,9 @@ def test_requantized_types_load_with_their_error_recorded(tmp_path):
     assert {"Q6_K", "Q3_K", "Q2_K"} <= set(requant)
     assert all(0 < r["mean_abs_error"] < r["max_abs_error"] for r in requant.values())
     assert lm.config["quantization"]["lm_head"]["bits"] == 8
+    formats = {r.name: r.format for r in lm.card.layers}
+    assert formats["lm_head"] == "Q6_K~int8/g32" and formats["model.embed_tokens"] == "Q8_0=int8/g32"
+    assert formats["model.norm"] == "F32=fp32"
     got = np.array(lm.model(mx.array([IDS]))[0].astype(mx.float32))
     # The reference runs on gguf-py's values, except that each requantized tensor takes the values MLX
     # holds for it (back in llama.cpp's row order), which must lie within the recorded error.
