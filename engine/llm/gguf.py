@@ -27,7 +27,14 @@ import mlx.nn as nn
 import numpy as np
 
 from engine.errors import UserError
-from engine.llm.gguf_arch import architecture, hf_name, is_norm, mlx_lm_config, unpermute_rows
+from engine.llm.gguf_arch import (
+    architecture,
+    hf_name,
+    is_norm,
+    llama3_rope_scaling,
+    mlx_lm_config,
+    unpermute_rows,
+)
 from engine.llm.gguf_header import check_gguf_header
 from engine.llm.gguf_tensors import GROUP, convert_tensor
 
@@ -82,6 +89,11 @@ def read_gguf(path: Path, progress: Callable[[float, str], None] | None = None):
         if embd is None:
             raise UserError("the file has no token_embd.weight tensor")
         config = mlx_lm_config(arch, meta, names, int(embd.shape[-1]))
+        freqs = next((t for t in reader.tensors if t.name == "rope_freqs.weight"), None)
+        if freqs is not None and arch.model_type == "llama":
+            config["rope_scaling"] = llama3_rope_scaling(
+                freqs.data, config.get("rope_theta", 10000.0), config["head_dim"], config.get("max_position_embeddings")
+            )
     except UserError as exc:
         raise UserError(str(exc).removeprefix(f"{path}: "), path) from None
     except (TypeError, ValueError) as exc:

@@ -14,6 +14,7 @@
 
 from __future__ import annotations
 
+import math
 import re
 from dataclasses import dataclass
 
@@ -42,7 +43,7 @@ _PHI3_BLOCK = {**_BLOCK_COMMON, "attn_qkv": "self_attn.qkv_proj", "ffn_up": "mlp
 _TOP = {"token_embd": "model.embed_tokens", "output_norm": "model.norm", "output": "lm_head"}
 _BLOCK = re.compile(r"^blk\.(\d+)\.([a-z0-9_]+)\.(weight|bias)$")
 _TOP_RE = re.compile(r"^([a-z_]+)\.(weight|bias)$")
-# Tensors llama.cpp keeps for its own kernels that mlx-lm derives itself.
+# Tensors llama.cpp keeps for its own kernels that mlx-lm derives itself (rope_freqs -> rope_scaling).
 _DROPPED = {"rope_freqs.weight", "rope_factors_long.weight", "rope_factors_short.weight"}
 
 
@@ -177,3 +178,35 @@ def mlx_lm_config(arch: Architecture, meta, tensor_names: set[str], vocab_rows: 
         if "rope_factors_long.weight" in tensor_names:
             raise UserError("phi3 files with long-context rope factors (LongRoPE) are not supported yet")
     return cfg
+
+
+def llama3_rope_scaling(rope_freqs, base: float, head_dim: int, context: int | None) -> dict:
+    """mlx-lm's ``rope_scaling`` for Llama 3.1+ from llama.cpp's ``rope_freqs`` tensor.
+
+    llama.cpp's converter stores Llama 3's rope scaling as one factor per rotary pair
+    (1 for high frequencies, ``factor`` for low ones, smooth between); the parameters that
+    made it are recovered by recomputing the factors for the known settings.
+
+    Raises:
+        UserError: the factors follow none of them.
+    """
+    import numpy as np
+
+    stored = np.asarray(rope_freqs, dtype=np.float64).reshape(-1)
+    factor = float(stored.max())
+    wavelen = 2 * math.pi * base ** (np.arange(0, head_dim, 2) / head_dim)
+    for old in sorted({8192, int(context / factor) if context else 8192}):
+        for low, high in ((1.0, 4.0),):
+            smooth = (old / wavelen - low) / (high - low)
+            want = np.where(
+                wavelen < old / high, 1.0, np.where(wavelen > old / low, factor, 1 / ((1 - smooth) / factor + smooth))
+            )
+            if want.shape == stored.shape and np.allclose(want, stored, rtol=1e-4):
+                return {
+                    "rope_type": "llama3",
+                    "factor": factor,
+                    "low_freq_factor": low,
+                    "high_freq_factor": high,
+                    "original_max_position_embeddings": old,
+                }
+    raise UserError("the rope_freqs tensor does not follow Llama 3's rope scaling")

@@ -11,6 +11,7 @@ import numpy as np
 import pytest
 
 import tests.torchvision_ref  # noqa: F401  (transformers imports torchvision; see that module)
+from engine.errors import UserError
 
 pytest.importorskip("gguf")
 from tests.gguf_reference import SPECS, dequantized, reference_logits, write_model  # noqa: E402
@@ -117,3 +118,50 @@ def test_requantized_types_load_with_their_error_recorded(tmp_path):
         assert err.max() == pytest.approx(r["max_abs_error"], rel=1e-4) and err.max() > 0
         weights[r["gguf_name"]] = held
     assert _rel(got, reference_logits("llama", weights, IDS)) <= 1e-3
+
+
+def test_llama3_rope_freqs_become_mlx_lm_rope_scaling(tmp_path):
+    """Llama 3.1+ files carry rope scaling only as llama.cpp's per-pair rope_freqs tensor."""
+    import math
+
+    from gguf import GGMLQuantizationType as T
+
+    from engine.llm.loader import load_language_model
+    from tests.gguf_fixtures import write_gguf
+    from tests.gguf_reference import HEAD_DIM, ROPE_BASE, byte_vocab, model_metadata, model_tensors
+
+    # convert_hf_to_gguf.py, LlamaModel.generate_extra_tensors, for factor 8 (Llama 3.1).
+    base, factor, low, high, old = ROPE_BASE["llama"], 8.0, 1.0, 4.0, 8192
+    factors = []
+    for freq in 1.0 / base ** (np.arange(0, HEAD_DIM, 2) / HEAD_DIM):
+        wavelen = 2 * math.pi / freq
+        if wavelen < old / high:
+            factors.append(1.0)
+        elif wavelen > old / low:
+            factors.append(factor)
+        else:
+            smooth = (old / wavelen - low) / (high - low)
+            factors.append(1 / ((1 - smooth) / factor + smooth))
+    factors = np.array(factors, dtype=np.float32)
+    assert 1.0 in factors and factor in factors and len(set(factors.tolist())) > 2  # all three regimes
+
+    tokens, merges = byte_vocab()
+    tensors = model_tensors("llama", len(tokens), np.random.default_rng(5))
+    tensors["rope_freqs.weight"] = (factors, T.F32)
+    path = tmp_path / "llama31.gguf"
+    write_gguf(path, "llama", tensors, model_metadata("llama", tokens, merges))
+    lm = load_language_model(path)
+    assert lm.config["rope_scaling"] == {
+        "rope_type": "llama3",
+        "factor": 8.0,
+        "low_freq_factor": 1.0,
+        "high_freq_factor": 4.0,
+        "original_max_position_embeddings": 8192,
+    }
+    periods = np.array(lm.model.layers[0].self_attn.rope._freqs)  # mlx-lm's Llama3RoPE: base**(2i/d) * factor_i
+    np.testing.assert_allclose(periods / base ** (np.arange(0, HEAD_DIM, 2) / HEAD_DIM), factors, rtol=1e-4)
+
+    tensors["rope_freqs.weight"] = (factors[::-1].copy(), T.F32)
+    write_gguf(tmp_path / "odd.gguf", "llama", tensors, model_metadata("llama", tokens, merges))
+    with pytest.raises(UserError, match="odd.gguf.*rope_freqs"):
+        load_language_model(tmp_path / "odd.gguf")
