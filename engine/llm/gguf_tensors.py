@@ -58,13 +58,14 @@ def pack_bits(q: np.ndarray, bits: int) -> np.ndarray:
     """MLX's packed layout: each row of integers ``q`` (< 2**bits) as a little-endian bit stream of uint32."""
     rows, cols = q.shape
     if bits == 8:
-        return np.ascontiguousarray(q.astype(np.uint8)).view("<u4").reshape(rows, cols // 4).astype(np.uint32)
-    if bits == 4:
-        nib = q.astype(np.uint32).reshape(rows, cols // 8, 8) << (4 * np.arange(8, dtype=np.uint32))
-        return np.bitwise_or.reduce(nib, axis=-1)
-    stream = np.unpackbits(q.astype(np.uint8)[..., None], axis=-1, bitorder="little")[..., :bits]
-    packed = np.packbits(stream.reshape(rows, cols * bits), axis=-1, bitorder="little")
-    return np.ascontiguousarray(packed).view("<u4").astype(np.uint32)
+        return np.ascontiguousarray(q, dtype=np.uint8).view("<u4").astype(np.uint32, copy=False)
+    # Eight values fill exactly ``bits`` bytes: gather them in a uint64, keep its low ``bits`` bytes.
+    eight = q.reshape(rows, cols // 8, 8)
+    word = np.zeros((rows, cols // 8), dtype=np.uint64)
+    for k in range(8):
+        word |= eight[..., k].astype(np.uint64) << np.uint64(bits * k)
+    packed = np.ascontiguousarray(word.astype("<u8").view(np.uint8).reshape(rows, cols // 8, 8)[..., :bits])
+    return packed.reshape(rows, cols * bits // 8).view("<u4").astype(np.uint32, copy=False)
 
 
 def _f16(b: np.ndarray) -> np.ndarray:
