@@ -55,7 +55,7 @@ def quantized_tensor(w: np.ndarray, qtype, rng: np.random.Generator) -> np.ndarr
 
 
 def write_gguf(path, arch: str, tensors: dict, kv: dict | None = None) -> None:
-    """A GGUF file by gguf-py's GGUFWriter: ``tensors`` maps names to (float array, GGML type)."""
+    """A GGUF file by gguf-py's GGUFWriter: ``tensors`` maps names to (float array or raw blocks, GGML type)."""
     import gguf
     from gguf import GGMLQuantizationType as T
 
@@ -64,7 +64,9 @@ def write_gguf(path, arch: str, tensors: dict, kv: dict | None = None) -> None:
     for key, value in (kv or {}).items():
         add_value(writer, key, value)
     for name, (w, qtype) in tensors.items():
-        if qtype == T.F32:
+        if w.dtype == np.uint8:  # raw blocks already
+            writer.add_tensor(name, w, raw_dtype=qtype)
+        elif qtype == T.F32:
             writer.add_tensor(name, np.ascontiguousarray(w, dtype=np.float32))
         elif qtype == T.F16:
             writer.add_tensor(name, np.ascontiguousarray(w, dtype=np.float16))

@@ -133,7 +133,6 @@ def mlx_lm_config(arch: Architecture, meta, tensor_names: set[str], vocab_rows: 
     hidden, heads = int(need("embedding_length")), int(need("attention.head_count"))
     head_dim = int(get("attention.key_length") or get("rope.dimension_count") or hidden // heads)
     layers = int(need("block_count"))
-    tokens = meta("tokenizer.ggml.tokens", None)
     cfg = {
         "model_type": arch.model_type,
         "hidden_size": hidden,
@@ -143,7 +142,7 @@ def mlx_lm_config(arch: Architecture, meta, tensor_names: set[str], vocab_rows: 
         "num_key_value_heads": int(get("attention.head_count_kv", heads)),
         "head_dim": head_dim,
         "rms_norm_eps": float(get("attention.layer_norm_rms_epsilon", 1e-6)),
-        "vocab_size": vocab_rows if tokens is None else max(vocab_rows, len(tokens)),
+        "vocab_size": vocab_rows,  # the embedding rows (a vocabulary may list fewer tokens than rows)
         "tie_word_embeddings": arch.always_tied or "output.weight" not in tensor_names,
     }
     if (theta := get("rope.freq_base")) is not None:

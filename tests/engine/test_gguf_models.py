@@ -165,3 +165,29 @@ def test_llama3_rope_freqs_become_mlx_lm_rope_scaling(tmp_path):
     write_gguf(tmp_path / "odd.gguf", "llama", tensors, model_metadata("llama", tokens, merges))
     with pytest.raises(UserError, match="odd.gguf.*rope_freqs"):
         load_language_model(tmp_path / "odd.gguf")
+
+
+def test_unknown_architectures_and_unreadable_types_are_one_line(tmp_path):
+    from gguf import GGML_QUANT_SIZES
+    from gguf import GGMLQuantizationType as T
+
+    from engine.llm.loader import load_language_model
+    from tests.gguf_fixtures import write_gguf
+    from tests.gguf_reference import byte_vocab, model_metadata, model_tensors
+
+    tokens, merges = byte_vocab()
+    tensors = model_tensors("llama", len(tokens), np.random.default_rng(0))
+    kv = {k.replace("llama.", "gptneox."): v for k, v in model_metadata("llama", tokens, merges).items()}
+    write_gguf(tmp_path / "neox.gguf", "gptneox", tensors, kv)
+    with pytest.raises(UserError) as exc:
+        load_language_model(tmp_path / "neox.gguf")
+    text = str(exc.value)
+    assert "\n" not in text and "neox.gguf" in text and "'gptneox' is not supported" in text
+    assert "gemma2, gemma3, llama, mistral, phi3, qwen2, qwen3" in text
+
+    block, size = GGML_QUANT_SIZES[T.Q8_1]  # gguf-py has no dequantizer for Q8_1
+    raw = np.random.default_rng(1).integers(0, 256, (128, 256 // block * size), dtype=np.uint8)
+    tensors["blk.0.attn_k.weight"] = (raw, T.Q8_1)
+    write_gguf(tmp_path / "q81.gguf", "llama", tensors, model_metadata("llama", tokens, merges))
+    with pytest.raises(UserError, match=r"q81.gguf.*'blk.0.attn_k.weight' has type Q8_1, which gguf-py cannot read"):
+        load_language_model(tmp_path / "q81.gguf")
