@@ -181,7 +181,7 @@ def model_memory(hidden: int, layers: int, tmp: Path) -> None:
     write_gguf(path, "llama", tensors, kv)
     size = path.stat().st_size
     child = (
-        "import resource, time, json, tests.torchvision_ref\n"
+        "import resource, time, json\n"
         "import mlx.core as mx\n"
         "from engine.llm.loader import load_language_model\n"
         "base = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss\n"

@@ -10,7 +10,6 @@ import mlx.core as mx
 import numpy as np
 import pytest
 
-import tests.torchvision_ref  # noqa: F401  (transformers imports torchvision; see that module)
 from engine.errors import UserError
 
 pytest.importorskip("gguf")

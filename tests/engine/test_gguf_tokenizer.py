@@ -12,8 +12,6 @@ import json
 import numpy as np
 import pytest
 
-import tests.torchvision_ref  # noqa: F401  (transformers imports torchvision; see that module)
-
 gguf = pytest.importorskip("gguf")
 from gguf import GGMLQuantizationType as T  # noqa: E402
 

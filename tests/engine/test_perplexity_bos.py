@@ -9,7 +9,6 @@ import mlx.core as mx
 import numpy as np
 import pytest
 
-import tests.torchvision_ref  # noqa: F401  (transformers imports torchvision; see that module)
 from engine.llm.detect import DEFAULT_TEXT
 
 
