@@ -228,7 +228,8 @@ def load_language_model(
 
         if progress:
             progress(0.1, f"reading {p.name}")
-        model, tokenizer, config = load_gguf(p)
+        step = (lambda f, m: progress(0.1 + 0.8 * f, m)) if progress else None
+        model, tokenizer, config = load_gguf(p, step)
         lm = LanguageModel(p.stem, str(p), "gguf", model, tokenizer, config)
     else:
         if not p.exists():

@@ -41,7 +41,10 @@ def test_gguf_model_matches_numpy_reference_and_mlx_lm(models, arch, tmp_path):
     from engine.llm.quantize import save_language_model
 
     path = models[arch]
-    lm = load_language_model(path)
+    seen = []
+    lm = load_language_model(path, progress=lambda f, m: seen.append((f, m)))
+    assert [f for f, _ in seen] == sorted(f for f, _ in seen) and seen[-1][0] == 1.0
+    assert any("Q4_K -> affine 4-bit g32" in m for _, m in seen)
     got = np.array(lm.model(mx.array([IDS]))[0].astype(mx.float32))
     ref = reference_logits(arch, dequantized(path), IDS)
     assert _rel(got, ref) <= 1e-3, f"{arch}: {_rel(got, ref):.2e}"
@@ -190,3 +193,14 @@ def test_unknown_architectures_and_unreadable_types_are_one_line(tmp_path):
     write_gguf(tmp_path / "q81.gguf", "llama", tensors, model_metadata("llama", tokens, merges))
     with pytest.raises(UserError, match=r"q81.gguf.*'blk.0.attn_k.weight' has type Q8_1, which gguf-py cannot read"):
         load_language_model(tmp_path / "q81.gguf")
+
+
+def test_a_gguf_too_big_for_memory_is_refused_before_reading(models, monkeypatch):
+    from engine import memory_guard
+    from engine.llm import gguf
+    from engine.llm.loader import load_language_model
+
+    monkeypatch.setattr(memory_guard, "available_memory_bytes", lambda: 1024)
+    monkeypatch.setattr(gguf, "open_reader", lambda path: pytest.fail("the file was opened"))
+    with pytest.raises(UserError, match="tiny-llama.gguf.*not enough memory to load"):
+        load_language_model(models["llama"])
