@@ -27,7 +27,12 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     quant_cli.add_actsim_options(p)
     g = p.add_argument_group("language models")
     g.add_argument("--text", help="a UTF-8 text file for perplexity (default: held-out Moby-Dick)")
-    g.add_argument("--context", type=positive_int, default=512, help="window length in tokens")
+    g.add_argument(
+        "--context",
+        type=positive_int,
+        default=512,
+        help="window length in tokens; [BOS] leads each window when the tokenizer adds one",
+    )
     g.add_argument("--max-tokens", type=positive_int, help="use only the first N tokens")
 
 

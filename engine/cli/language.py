@@ -45,6 +45,7 @@ def cmd_evaluate(args) -> int:
             "nll": first.nll,
             "perplexity": first.perplexity,
             "seconds": first.seconds,
+            "bos": first.bos,
             "definition": _definition(),
         }
         if len(rows) > 1:
@@ -53,7 +54,7 @@ def cmd_evaluate(args) -> int:
         return 0
     print(
         f"{first.text}: {first.tokens:,} tokens, {first.windows} windows of {first.context}, "
-        f"{first.predicted:,} predicted tokens"
+        f"{first.predicted:,} predicted tokens" + (", each window led by BOS" if first.bos else "")
     )
     for r in rows:
         delta = "" if r is rows[0] else f"  ({r['delta']:+.3f}, {r['delta_pct']:+.2f}%)"

@@ -144,7 +144,12 @@ class PerplexityJob:
                             recipe=lm.recipe_name,
                             dataset=text_path.name,
                             metrics=r.metrics(),
-                            settings={"text": str(text_path), "context": self.context, "max_tokens": self.max_tokens},
+                            settings={
+                                "text": str(text_path),
+                                "context": self.context,
+                                "max_tokens": self.max_tokens,
+                                "bos": r.bos,
+                            },
                             environment=_env(),
                         )
                     )

@@ -158,6 +158,10 @@ def fingerprint(path: Path) -> str:
 def language_model_card(lm: LanguageModel) -> LanguageModelCard:
     rows, dtypes = layer_rows(lm.model)
     cfg = lm.config
+    if cfg.get("gguf"):  # converted from a GGUF file: each weight's GGUF type before its MLX format
+        from engine.llm.gguf import gguf_layer_rows
+
+        rows = gguf_layer_rows(rows, cfg)
     p = Path(lm.path)
     size = sum(f.stat().st_size for f in weight_files(p)) if p.exists() else None
     arch = cfg.get("architectures") or [cfg.get("model_type", "?")]
@@ -225,7 +229,8 @@ def load_language_model(
 
         if progress:
             progress(0.1, f"reading {p.name}")
-        model, tokenizer, config = load_gguf(p)
+        step = (lambda f, m: progress(0.1 + 0.8 * f, m)) if progress else None
+        model, tokenizer, config = load_gguf(p, step)
         lm = LanguageModel(p.stem, str(p), "gguf", model, tokenizer, config)
     else:
         if not p.exists():

@@ -4,8 +4,12 @@ Definition (the same in the CLI, the GUI and the README): the text is tokenized
 once, without special tokens, and cut into consecutive non-overlapping windows of
 N tokens (N = 512 by default; the last window may be shorter). Each window is
 run on its own from an empty cache and predicts its tokens 1 … n−1 from the ones
-before them in that window. Perplexity is exp of the mean negative
-log-likelihood over every predicted token of every window.
+before them in that window. When the model's tokenizer adds a BOS token (Gemma,
+Llama 2/3), each window is run as [BOS] + window instead and all n of its tokens
+are predicted, token 0 from BOS alone: such models are trained never to see text
+without BOS, and without it Gemma 3 scores several times worse than it is.
+Perplexity is exp of the mean negative log-likelihood over every predicted token
+of every window.
 """
 
 from __future__ import annotations
@@ -26,7 +30,8 @@ DEFAULT_CONTEXT = 512
 DEFINITION = (
     "Perplexity = exp(mean negative log-likelihood per predicted token). The text is tokenized once without "
     "special tokens and cut into non-overlapping windows of N tokens (default 512); each window predicts its "
-    "tokens 1…n−1 from the tokens before them in the same window."
+    "tokens 1…n−1 from the tokens before them in the same window. If the tokenizer adds a BOS token "
+    "(Gemma, Llama 2/3), each window is run as [BOS] + window and all its n tokens are predicted."
 )
 
 
@@ -42,6 +47,7 @@ class PerplexityResult:
     nll: float  # mean negative log-likelihood per predicted token (nats)
     perplexity: float
     seconds: float
+    bos: bool = False  # windows were run as [BOS] + window
 
     @property
     def tokens_per_s(self) -> float:
@@ -56,6 +62,7 @@ class PerplexityResult:
             "windows": float(self.windows),
             "context": float(self.context),
             "tokens_per_s": self.tokens_per_s,
+            "bos": float(self.bos),
         }
 
 
@@ -73,10 +80,28 @@ def read_text(path: str | Path) -> str:
     return text
 
 
-def windows(ids: np.ndarray, context: int) -> list[np.ndarray]:
-    """Consecutive non-overlapping windows; a last window shorter than 2 tokens predicts nothing and is dropped."""
+def windows(ids: np.ndarray, context: int, bos: int | None = None) -> list[np.ndarray]:
+    """Consecutive non-overlapping windows, each led by ``bos`` when given.
+
+    Without BOS a last window shorter than 2 tokens predicts nothing and is dropped.
+    """
     out = [ids[i : i + context] for i in range(0, len(ids), context)]
+    if bos is not None:
+        return [np.concatenate([np.array([bos], dtype=ids.dtype), w]) for w in out if len(w)]
     return [w for w in out if len(w) >= 2]
+
+
+def tokenizer_bos(tokenizer) -> int | None:
+    """The BOS id the tokenizer puts before a text, or None when it adds none."""
+    bos = getattr(tokenizer, "bos_token_id", None)  # an mlx-lm TokenizerWrapper forwards to its HF tokenizer
+    if bos is None:
+        return None
+    try:
+        with_special = list(tokenizer.encode("a", add_special_tokens=True))
+        plain = list(tokenizer.encode("a", add_special_tokens=False))
+    except Exception:  # a tokenizer that cannot say: keep the definition without BOS
+        return None
+    return int(bos) if len(with_special) > len(plain) and with_special[0] == bos else None
 
 
 def window_nll(model, batch: np.ndarray) -> np.ndarray:
@@ -98,8 +123,13 @@ def perplexity(
     batch_size: int = 4,
     progress: Callable[[float, str], None] | None = None,
     should_stop: Callable[[], bool] | None = None,
+    bos: int | None | bool = True,
 ) -> PerplexityResult:
     """Perplexity of ``lm`` on token ids by the module's definition.
+
+    Args:
+        bos: True (default): lead each window with the BOS token when ``lm``'s tokenizer adds one;
+            False: never; an int: lead with that token id.
 
     Raises:
         UserError: fewer than 2 tokens, or a context below 2.
@@ -108,13 +138,18 @@ def perplexity(
     if context < 2:
         raise UserError(f"context must be at least 2 tokens, not {context}")
     ids = np.asarray(ids, dtype=np.int32)
-    wins = windows(ids, context)
+    if bos is True:
+        bos = tokenizer_bos(lm.tokenizer)
+    elif bos is False:
+        bos = None
+    wins = windows(ids, context, bos)
     if not wins:
-        raise UserError(f"the text has {len(ids)} token(s); perplexity needs at least 2")
+        raise UserError(f"the text has {len(ids)} token(s); perplexity needs at least {1 if bos is not None else 2}")
     t0 = time.perf_counter()
     total, count = 0.0, 0
-    full = [w for w in wins if len(w) == context]
-    rest = [w for w in wins if len(w) != context]
+    n_full = context + (bos is not None)
+    full = [w for w in wins if len(w) == n_full]
+    rest = [w for w in wins if len(w) != n_full]
     groups = [np.stack(full[i : i + batch_size]) for i in range(0, len(full), batch_size)]
     groups += [w[None] for w in rest]
     done = 0
@@ -138,6 +173,7 @@ def perplexity(
         nll=nll,
         perplexity=math.exp(nll),
         seconds=time.perf_counter() - t0,
+        bos=bos is not None,
     )
 
 
