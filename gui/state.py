@@ -23,6 +23,7 @@ class ModelEntry:
     arch: str
     kind: str = "image"  # "image" (a bundle) or "language" (an mlx-lm folder or a .gguf file)
     where: str = ""  # set by AppState when another entry would look the same: the folder it lies in
+    parent: str | None = None  # the float model a variant was made from
 
     @property
     def quantized(self) -> bool:
@@ -41,7 +42,7 @@ def read_entry(path: str | Path) -> ModelEntry | None:
     found = kinds.listing(path)
     if found is None:
         return None
-    return ModelEntry(found.path, found.name, found.recipe, found.arch, found.kind)
+    return ModelEntry(found.path, found.name, found.recipe, found.arch, found.kind, parent=found.parent)
 
 
 def _where(path: str) -> str:

@@ -19,6 +19,7 @@ class Listing:
     recipe: str
     arch: str
     kind: str
+    parent: str | None = None  # the float model a variant was made from, as its files record it
 
     @property
     def quantized(self) -> bool:

@@ -43,9 +43,15 @@ class ImageKind:
             return None
         q = cfg.get("quantization") or {}
         recipe = (q.get("recipe") or {}).get("name", "custom") if q else "fp32"
-        return Listing(str(path.resolve()), cfg.get("name") or path.name, recipe, cfg.get("arch", "?"), IMAGE)
+        parent = (cfg.get("source") or {}).get("parent") if isinstance(cfg.get("source"), dict) else None
+        name = cfg.get("name") or path.name
+        return Listing(str(path.resolve()), name, recipe, cfg.get("arch", "?"), IMAGE, _resolved(parent))
 
     def recipes(self) -> tuple[str, ...]:
         from engine.image.quant.recipes import builtin_names
 
         return tuple(builtin_names())
+
+
+def _resolved(path: str | None) -> str | None:
+    return str(Path(path).expanduser().resolve()) if path else None

@@ -42,8 +42,10 @@ class LanguageKind:
         cfg = read_lm_config(path) if path.is_dir() else None
         if cfg is None:
             return None
+        parent = (cfg.get("mqs") or {}).get("parent") if isinstance(cfg.get("mqs"), dict) else None
+        parent = str(Path(parent).resolve()) if parent and Path(parent).exists() else parent
         return Listing(
-            str(path.resolve()), display_name(path), lm_recipe_name(cfg), str(cfg.get("model_type")), LANGUAGE
+            str(path.resolve()), display_name(path), lm_recipe_name(cfg), str(cfg.get("model_type")), LANGUAGE, parent
         )
 
     def recipes(self) -> tuple[str, ...]:

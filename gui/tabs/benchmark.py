@@ -39,9 +39,23 @@ from gui.widgets.throughput_panel import ThroughputPanel
 
 MB = 1024.0 * 1024.0
 
+
+def _signed(digits: int):
+    return lambda v: "" if v is None else f"{v:+.{digits}f}"
+
+
+def _times(v) -> str:
+    return "" if v is None else f"{v:.2f}×"
+
+
 SESSION_COLUMNS = [
     Column("variant", lambda r: r["variant"]),
     Column("recipe", lambda r: r.get("recipe")),
+    # Against the float model the variant was made from (when it is in this table too).
+    Column("Δ acc (pt)", lambda r: r.get("d_accuracy_pt"), _signed(2), True, better=1),
+    Column("p50 speed-up", lambda r: r.get("speedup_p50"), _times, True, better=1, neutral=1.0),
+    Column("size vs float", lambda r: r.get("size_ratio"), _times, True, better=-1, neutral=1.0),
+    Column("Δ ppl %", lambda r: r.get("d_perplexity_pct"), _signed(2), True, better=-1),
     Column("accuracy", lambda r: r.get("accuracy"), fmt_percent, True),
     Column("macro-F1", lambda r: r.get("macro_f1"), fmt_float(4), True),
     Column("batch", lambda r: r.get("batch_size"), lambda v: "" if v is None else f"{v:.0f}", True),
@@ -63,7 +77,7 @@ class BenchmarkTab(JobOwner, QWidget):
         self.state = state
         self.router = router
         self._series = ""
-        self._rows: dict[str, dict] = {}
+        self._rows: list[dict] = []  # one per run, in order; evaluate and benchmark of a model share one
         s = settings()
 
         self.model = QComboBox()
@@ -315,21 +329,56 @@ class BenchmarkTab(JobOwner, QWidget):
             for name, values in series.items():
                 plot.append(name, values)
 
-    def _merge_row(self, key: str, values: dict) -> None:
-        row = self._rows.setdefault(key, {"variant": values.get("variant", key)})
+    def _merge_row(self, key: str, values: dict) -> dict:
+        """Add a run's figures: into the model's last row unless that row already has them, else a new row."""
+        measured = {k: v for k, v in values.items() if v is not None and k not in ("variant", "recipe", "model_path")}
+        row = next((r for r in reversed(self._rows) if r["model_path"] == key), None)
+        if row is None or any(k in row for k in measured):
+            row = {"model_path": key, "variant": values.get("variant", key)}
+            self._rows.append(row)
         row.update({k: v for k, v in values.items() if v is not None})
-        self.table_model.set_rows(list(self._rows.values()))
+        self._compare_with_parents()
+        self.table_model.set_rows(list(self._rows))
         self.table.resizeColumnsToContents()
+        return row
+
+    def _compare_with_parents(self) -> None:
+        """Δ against the float parent's latest figures: accuracy in points, p50 speed-up, size, perplexity."""
+        latest: dict[str, dict] = {}
+        for r in self._rows:
+            for k, v in r.items():
+                latest.setdefault(r["model_path"], {})[k] = v
+        for r in self._rows:
+            entry = self.state.entry(r["model_path"])
+            parent = latest.get(entry.parent) if entry is not None and entry.parent else None
+            if parent is None:
+                continue
+            pairs = {
+                "d_accuracy_pt": ("accuracy", lambda a, b: 100.0 * (a - b)),
+                "speedup_p50": ("latency_p50_ms", lambda a, b: b / a if a else None),
+                "size_ratio": ("size_on_disk_bytes", lambda a, b: a / b if b else None),
+                "d_perplexity_pct": ("perplexity", lambda a, b: 100.0 * (a / b - 1.0) if b else None),
+            }
+            for out, (metric, f) in pairs.items():
+                if r.get(metric) is not None and parent.get(metric) is not None:
+                    r[out] = f(r[metric], parent[metric])
 
     def _on_benchmark(self, o: BenchmarkOutcome) -> None:
         r = o.result
         s = r.summary()
         key = o.record.model_path if o.record else r.model_name
-        self._merge_row(key, {"variant": r.model_name, "recipe": r.recipe, **s})
-        self.status.setText(
+        row = self._merge_row(key, {"variant": r.model_name, "recipe": r.recipe, **s})
+        device = r.environment.get("device")
+        text = (
             f"{r.model_name}: p50 {s['latency_p50_ms']:.3f} ms, p99 {s['latency_p99_ms']:.3f} ms, "
-            f"{s['throughput_ips']:.1f} images/s on {r.environment.get('device')}"
+            f"{s['throughput_ips']:.1f} images/s on {device}"
         )
+        speedup = row.get("speedup_p50")
+        if speedup is not None and speedup < 1.0:
+            text += f". It is {1 / speedup:.2f}× slower than its float parent here"
+            if str(device).lower() == "cpu":
+                text += ": on MLX's CPU backend quantized variants trade speed for size"
+        self.status.setText(text)
 
     def _on_lm_benchmark(self, o) -> None:
         r = o.result

@@ -7,6 +7,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from PySide6.QtCore import QAbstractTableModel, QModelIndex, QSortFilterProxyModel, Qt
+from PySide6.QtGui import QColor
 
 RAW_ROLE = Qt.ItemDataRole.UserRole + 1
 
@@ -17,6 +18,12 @@ class Column:
     value: Callable[[Any], Any]
     fmt: Callable[[Any], str] = lambda v: "" if v is None else str(v)
     align_right: bool = False
+    better: int = 0  # +1: values above ``neutral`` are better (green), -1: below; 0: no colour
+    neutral: float = 0.0
+
+
+BETTER = QColor("#2e9e4f")
+WORSE = QColor("#d64541")
 
 
 def fmt_float(digits: int) -> Callable[[Any], str]:
@@ -63,6 +70,9 @@ class RecordTableModel(QAbstractTableModel):
             return value
         if role == Qt.ItemDataRole.TextAlignmentRole and col.align_right:
             return int(Qt.AlignmentFlag.AlignRight | Qt.AlignmentFlag.AlignVCenter)
+        if role == Qt.ItemDataRole.ForegroundRole and col.better and isinstance(value, (int, float)):
+            if value != col.neutral:
+                return BETTER if (value > col.neutral) == (col.better > 0) else WORSE
         return None
 
     def set_rows(self, rows: list[Any]) -> None:
