@@ -337,32 +337,34 @@ class MainWindow(QMainWindow):
 
     # -- dropped checkpoint files ----------------------------------------------------
     @staticmethod
-    def _importable_files(event) -> list[str]:
-        from engine.image.importers.dispatch import check_importable
+    def _usable_files(event) -> list[str]:
+        """Dropped files the app can use: images, model folders, checkpoints (engine.kinds.files)."""
+        from engine.kinds.files import classify
 
         mime = event.mimeData()
         if not mime.hasUrls():
             return []
         files = [u.toLocalFile() for u in mime.urls() if u.isLocalFile()]
-        return [f for f in files if check_importable(f) is None]
+        return [f for f in files if classify(f) is not None]
 
     def dragEnterEvent(self, event) -> None:  # noqa: N802
-        if self._importable_files(event):
+        if self._usable_files(event):
             event.acceptProposedAction()
         else:
             event.ignore()
 
     def dropEvent(self, event) -> None:  # noqa: N802
-        files = self._importable_files(event)
+        """A drop anywhere in the window goes where it belongs, as files opened from Finder do:
+        images are predicted in Inference, folders open in Models, checkpoints open the importer."""
+        files = self._usable_files(event)
         if not files:
             event.ignore()
             return
         event.acceptProposedAction()
-        self.tabs.setCurrentWidget(self.models_tab)
-        # Open the dialog after the drop returns, so the drag source is not blocked by a modal dialog.
+        # After the drop returns, so the drag source is not blocked by a modal import dialog.
         from PySide6.QtCore import QTimer
 
-        QTimer.singleShot(0, lambda: self.models_tab.import_files(files))
+        QTimer.singleShot(0, lambda: self.open_paths(files))
 
     # -- shutdown --------------------------------------------------------------------
     def closeEvent(self, event) -> None:  # noqa: N802

@@ -67,6 +67,7 @@ class InferenceTab(JobOwner, QWidget):
         self.router = router
         self.outcome: PredictOutcome | None = None
         self._models: tuple[str, ...] = ()
+        self._top_k = 0
 
         self.drop = DropZone()
         self.drop.images_dropped.connect(self.predict_images)
@@ -222,15 +223,34 @@ class InferenceTab(JobOwner, QWidget):
             self.window().show_error("Inference", "no model loaded")
             return
         settings().setValue("inference/top_k", self.top_k.value())
-        self._models = tuple(models)
-        self.message.setText(f"Predicting {len(files)} image(s) …")
+        # A drop adds to the images already shown while the models and top-k stay the same.
+        same = self.outcome is not None and self._models == tuple(models) and self._top_k == self.top_k.value()
+        shown = set(self.outcome.inputs) if same else set()
+        new = [f for f in dict.fromkeys(files) if f not in shown]
+        if not new:
+            self._select_input(files[-1])
+            return
+        self._models, self._top_k = tuple(models), self.top_k.value()
+        self.message.setText(f"Predicting {len(new)} image(s) …")
         self.submit_job(
-            PredictJob(tuple(models), tuple(files), None, self.top_k.value()),
-            on_result=self._on_result,
+            PredictJob(tuple(models), tuple(new), None, self.top_k.value()),
+            on_result=lambda o, keep=same: self._on_result(o, keep),
             on_failed=self._on_failed,
         )
 
-    def _on_result(self, outcome: PredictOutcome) -> None:
+    def clear_images(self) -> None:
+        self.outcome = None
+        self.images.clear()
+
+    def _select_input(self, path: str) -> None:
+        if self.outcome is not None and path in self.outcome.inputs:
+            self.images.setCurrentRow(self.outcome.inputs.index(path))
+
+    def _on_result(self, outcome: PredictOutcome, keep: bool = False) -> None:
+        first_new = 0
+        if keep and self.outcome is not None:
+            first_new = len(self.outcome.inputs)
+            outcome = merge_outcomes(self.outcome, outcome)
         self.outcome = outcome
         self.title_a.setText(f"<b>{outcome.models[0]}</b>")
         self.title_b.setText(f"<b>{outcome.models[-1]}</b>")
@@ -239,8 +259,8 @@ class InferenceTab(JobOwner, QWidget):
         for p in outcome.inputs:
             self.images.addItem(Path(p).name)
         self.images.blockSignals(False)
-        self.images.setCurrentRow(0)
-        self._show_row(0)
+        self.images.setCurrentRow(first_new)
+        self._show_row(first_new)
         if len(outcome.models) > 1:
             agree = sum(preds[0][0].index == preds[1][0].index for preds in outcome.predictions)
             self.message.setText(f"Top-1 agreement between the two models: {agree}/{len(outcome.inputs)} image(s)")
@@ -261,3 +281,16 @@ class InferenceTab(JobOwner, QWidget):
         preds = self.outcome.predictions[row]
         self.table_a.show_predictions(preds[0])
         self.table_b.show_predictions(preds[-1])
+
+
+def merge_outcomes(old: PredictOutcome, new: PredictOutcome) -> PredictOutcome:
+    """The images of ``old`` followed by those of ``new`` (same models, same top-k)."""
+    import numpy as np
+
+    return PredictOutcome(
+        old.inputs + new.inputs,
+        old.models,
+        old.predictions + new.predictions,
+        tuple(np.concatenate([a, b]) for a, b in zip(old.logits, new.logits, strict=True)),
+        old.thumbnails + new.thumbnails,
+    )

@@ -87,7 +87,7 @@ def _decode(source: Path | BinaryIO, where: str | Path) -> Image.Image:
     except UserError:
         raise
     except UnidentifiedImageError:
-        raise UserError("not an image file PIL can read", where) from None
+        raise UserError("not an image file (or an image format this app cannot read)", where) from None
     except (Image.DecompressionBombError, Image.DecompressionBombWarning):
         raise UserError("image dimensions are implausibly large (decompression bomb guard)", where) from None
     except (OSError, SyntaxError, ValueError) as exc:
