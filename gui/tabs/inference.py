@@ -46,6 +46,9 @@ class TopKTable(QTableWidget):
         self.verticalHeader().setVisible(False)
         self.setEditTriggers(QAbstractItemView.EditTrigger.NoEditTriggers)
         self.horizontalHeader().setSectionResizeMode(1, QHeaderView.ResizeMode.Stretch)
+        # Compact rows, and room for the default top-5 without scrolling.
+        self.verticalHeader().setDefaultSectionSize(self.fontMetrics().height() + 6)
+        self.setMinimumHeight(self.horizontalHeader().sizeHint().height() + 5 * (self.fontMetrics().height() + 6) + 4)
 
     def show_predictions(self, preds) -> None:
         self.setRowCount(len(preds))
@@ -100,6 +103,7 @@ class InferenceTab(JobOwner, QWidget):
         form.addRow("Top-k", self.top_k)
 
         self.images = QListWidget()
+        self.images.setMaximumHeight(160)  # as tall as the preview beside it
         self.images.currentRowChanged.connect(self._show_row)
         self.preview = QLabel()
         self.preview.setFixedSize(160, 160)
