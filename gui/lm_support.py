@@ -45,8 +45,8 @@ def quantize_job(path: str, recipe: str, group_size: int | None) -> QuantizeLang
     return QuantizeLanguageModelJob(path, recipe, None, group_size)
 
 
-def benchmark_job(path: str, runs: int, warmup: int) -> LMBenchmarkJob:
-    return LMBenchmarkJob(path, LMBenchSettings(runs=max(1, runs), warmup=warmup))
+def benchmark_job(path: str, runs: int, warmup: int, prompt_tokens: int = 128, gen_tokens: int = 64) -> LMBenchmarkJob:
+    return LMBenchmarkJob(path, LMBenchSettings(prompt_tokens, gen_tokens, max(1, runs), warmup))
 
 
 def perplexity_job(path: str) -> PerplexityJob:

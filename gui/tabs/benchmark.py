@@ -90,6 +90,16 @@ class BenchmarkTab(JobOwner, QWidget):
         self.warmup = QSpinBox()
         self.warmup.setRange(0, 10000)
         self.warmup.setValue(int(s.value("bench/warmup", 5)))
+        # Language models: runs of a prompt of N tokens followed by M generated tokens.
+        self.lm_runs = QSpinBox()
+        self.lm_runs.setRange(1, 1000)
+        self.lm_runs.setValue(int(s.value("bench/lm_runs", 3)))
+        self.prompt_tokens = QSpinBox()
+        self.prompt_tokens.setRange(1, 32768)
+        self.prompt_tokens.setValue(int(s.value("bench/prompt_tokens", 128)))
+        self.gen_tokens = QSpinBox()
+        self.gen_tokens.setRange(1, 32768)
+        self.gen_tokens.setValue(int(s.value("bench/gen_tokens", 64)))
         self.data = QLineEdit(str(s.value("bench/data", "default")))
         self.data.setToolTip("'default' is the shipped MNIST held-out split; or a folder of class subfolders / an .npz")
         browse = QPushButton("…")
@@ -111,22 +121,32 @@ class BenchmarkTab(JobOwner, QWidget):
         self.cancel_btn.clicked.connect(self.cancel)
 
         # Two compact rows: the model and data fields take the spare width, the numbers keep theirs.
-        for spin in (self.batch, self.iters, self.warmup):
+        for spin in (self.batch, self.iters, self.warmup, self.lm_runs, self.prompt_tokens, self.gen_tokens):
             spin.setMinimumWidth(90)
         self.model.setMinimumContentsLength(28)
         grid = QGridLayout()
         grid.setColumnStretch(1, 1)
-        cells = [
-            ("Model", self.model),
-            ("Batch size", self.batch),
-            ("Iterations", self.iters),
-            ("Warm-up", self.warmup),
-        ]
-        for col, (text, widget) in enumerate(cells):
-            label = QLabel(text)
-            label.setBuddy(widget)
-            grid.addWidget(label, 0, 2 * col)
-            grid.addWidget(widget, 0, 2 * col + 1)
+        label = QLabel("Model")
+        label.setBuddy(self.model)
+        grid.addWidget(label, 0, 0)
+        grid.addWidget(self.model, 0, 1)
+        # The same cells hold the image or the language-model controls, named for what they are.
+        self._image_controls, self._lm_controls = [], []
+        for col, (image, lm) in enumerate(
+            [
+                (("Batch size", self.batch), ("Prompt tokens", self.prompt_tokens)),
+                (("Iterations", self.iters), ("Generated tokens", self.gen_tokens)),
+                (("Warm-up", self.warmup), ("Runs", self.lm_runs)),
+            ]
+        ):
+            for (text, widget), bucket in ((image, self._image_controls), (lm, self._lm_controls)):
+                label = QLabel(text)
+                label.setBuddy(widget)
+                grid.addWidget(label, 0, 2 * col + 2)
+                grid.addWidget(widget, 0, 2 * col + 3)
+                bucket += [label, widget]
+        self.model.currentIndexChanged.connect(self._model_kind_changed)
+        self._model_kind_changed()
         data_label = QLabel("Evaluation data")
         data_label.setBuddy(self.data)
         grid.addWidget(data_label, 1, 0)
@@ -236,11 +256,26 @@ class BenchmarkTab(JobOwner, QWidget):
         self._clear_live_plots()
         self.status.setText(f"Benchmarking {self._series} …")
         if lm_support.is_language(self.state, path):
-            # Language models: one iteration = one generated token; runs = iterations / 10.
-            job = lm_support.benchmark_job(path, max(1, self.iters.value() // 10), min(1, self.warmup.value()))
+            s = settings()
+            s.setValue("bench/lm_runs", self.lm_runs.value())
+            s.setValue("bench/prompt_tokens", self.prompt_tokens.value())
+            s.setValue("bench/gen_tokens", self.gen_tokens.value())
+            job = lm_support.benchmark_job(
+                path, self.lm_runs.value(), 1, self.prompt_tokens.value(), self.gen_tokens.value()
+            )
             self._submit(job, self._on_lm_benchmark, self._on_samples)
             return
         self._submit(BenchmarkJob(path, self._settings()), self._on_benchmark, self._on_samples)
+
+    @Slot(int)
+    def _model_kind_changed(self, _index: int = -1) -> None:
+        """Image controls for an image model, the language-model ones (tokens, runs) for an LM."""
+        lm = lm_support.is_language(self.state, self.model.currentData())
+        for w in self._image_controls:
+            w.setVisible(not lm)
+        for w in self._lm_controls:
+            w.setVisible(lm)
+        self.eval_btn.setText("Perplexity" if lm else "Evaluate Accuracy")
 
     @Slot()
     def start_evaluate(self) -> None:
