@@ -66,6 +66,8 @@ def evaluate_bundle(
     transform: ImageTransform | None = None,
     prefetch: int = 2,
     workers: int = 1,
+    *,
+    label: str | None = None,
 ) -> EvaluationResult:
     """Predict every image of ``dataset`` and compute the classification report.
 
@@ -94,7 +96,7 @@ def evaluate_bundle(
                 labels.append(batch.labels if mapping is None else mapping[batch.labels])
                 ids.extend(dataset.identifier(int(i)) for i in batch.indices)
             if progress is not None:
-                progress(batch.end / n, f"{bundle.name}: {batch.end}/{n} images")
+                progress(batch.end / n, f"{label or bundle.name}: {batch.end}/{n} images")
     elapsed = time.perf_counter() - t0
     if not ids:
         raise UserError(f"no readable image in dataset '{dataset.name}'")

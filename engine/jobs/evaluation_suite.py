@@ -173,11 +173,12 @@ class EvaluationSuiteJob:
                 data,
                 s.batch_size,
                 s.limit,
-                ctx.scaled(k / passes, (k + 1) / passes, f"{label}: "),
+                ctx.scaled(k / passes, (k + 1) / passes),
                 ctx.should_stop,
                 transform,
                 s.prefetch,
                 s.workers,
+                label=label,
             )
             done[0] += 1
             return res
