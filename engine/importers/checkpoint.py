@@ -10,10 +10,12 @@ import mlx.core as mx
 import numpy as np
 from mlx.utils import tree_flatten
 
+from engine.budgets import check_class_count
 from engine.bundle import ModelBundle, check_weights_fit
 from engine.data.preprocess import Preprocessing
 from engine.errors import Cancelled, UserError
 from engine.models import registry
+from engine.native_gate import check_safetensors
 
 TORCH_HINT = (
     "reading .pth needs PyTorch (pip install torch); or convert it once with "
@@ -38,6 +40,8 @@ def read_state_dict(path: str | Path) -> dict[str, np.ndarray]:
         raise UserError("checkpoint file is empty", path)
     suffix = path.suffix.lower()
     if suffix in (".safetensors", ".npz"):
+        if suffix == ".safetensors":
+            check_safetensors(path)  # a stated size beyond the file never reaches MLX's native reader
         try:
             loaded = mx.load(str(path))
         except (RuntimeError, ValueError, OSError) as exc:
@@ -211,6 +215,8 @@ def import_checkpoint(
         raise UserError(f"--labels gives {len(labels)} names but --num-classes is {num_classes}")
     if num_classes is None and labels is not None:
         num_classes = len(labels)
+    if num_classes is not None:
+        num_classes = check_class_count(num_classes, path)
     config = dict(arch.infer_config(raw)) if arch.infer_config is not None else {}
     config.update(arch_overrides or {})
     if num_classes is not None:

@@ -22,7 +22,9 @@ from engine.bundle import ModelBundle
 from engine.data.preprocess import Preprocessing
 from engine.errors import Cancelled, UserError
 from engine.importers.graph_builder import GraphBuilder, open_source, require
+from engine.memory_guard import IMPORT_FACTOR
 from engine.models.layers import tf_same_pads
+from engine.native_gate import read_zip_member
 
 IDENTITY_LAYERS = {
     "Dropout",
@@ -525,8 +527,11 @@ def read_keras_file(path: Path) -> tuple[dict, object, object]:
     if zipfile.is_zipfile(path):
         try:
             with zipfile.ZipFile(path) as z:
-                cfg = json.loads(z.read("config.json"))
-                data = z.read("model.weights.h5")
+                # Stated sizes and ratios pass a budget before a member is inflated (zip bombs).
+                cfg = json.loads(read_zip_member(z, "config.json", path))
+                if "model.weights.h5" not in z.namelist():
+                    raise UserError("this .keras archive has no model.weights.h5 (the weights)", path)
+                data = read_zip_member(z, "model.weights.h5", path, factor=IMPORT_FACTOR)
         except (KeyError, zipfile.BadZipFile, json.JSONDecodeError, OSError) as exc:
             raise UserError(f"not a readable .keras archive ({exc})", path) from None
         h5 = h5py.File(io.BytesIO(data), "r")
