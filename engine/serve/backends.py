@@ -22,6 +22,7 @@ from engine.data.preprocess import Preprocessing
 from engine.errors import UserError
 from engine.evaluate.classification import softmax
 from engine.jobs import Prediction, top_predictions
+from engine.llm.detect import DEFAULT_LM_NAME
 
 CLASSIFIER = "image-classifier"
 LANGUAGE_MODEL = "language-model"
@@ -49,6 +50,8 @@ def model_kind(spec: str) -> str:
     """
     if spec == "default":
         return CLASSIFIER
+    if spec == DEFAULT_LM_NAME:
+        return LANGUAGE_MODEL
     path = Path(spec).expanduser()
     if path.is_dir():
         cfg_path = path / "config.json"
@@ -106,14 +109,14 @@ class ClassifierBackend:
         self.bundle = None
 
 
-def preprocess_upload(data: bytes, name: str, prep: Preprocessing) -> np.ndarray:
+def preprocess_upload(data: bytes, name: str, prep: Preprocessing, max_pixels: int | None = None) -> np.ndarray:
     """Decode an uploaded image defensively and make it the model's (H, W, C) float32 input.
 
     Runs on request threads: PIL and numpy only, never MLX.
     """
-    from engine.data.images import decode_image_bytes
+    from engine.data.images import MAX_PIXELS, decode_image_bytes
 
-    return prep(decode_image_bytes(data, name))
+    return prep(decode_image_bytes(data, name, max_pixels or MAX_PIXELS))
 
 
 def now_ms() -> float:

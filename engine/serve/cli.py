@@ -7,6 +7,7 @@ import signal
 import sys
 
 from engine.argtypes import nonneg_float, positive_float, positive_int
+from engine.serve.security_cli import add_security_options, security_settings
 
 
 def register(subparsers) -> dict:
@@ -24,6 +25,7 @@ def register(subparsers) -> dict:
     p.add_argument("--batch-window-ms", type=nonneg_float, default=2.0, help="classifier micro-batch window")
     p.add_argument("--max-batch", type=positive_int, default=32, help="largest classifier batch")
     p.add_argument("--max-tokens-limit", type=positive_int, default=4096, help="most tokens a completion may ask")
+    add_security_options(p)
     return {"serve": cmd_serve}
 
 
@@ -41,6 +43,7 @@ def cmd_serve(args) -> int:
         batch_window_ms=args.batch_window_ms,
         max_batch=args.max_batch,
         max_tokens_limit=args.max_tokens_limit,
+        **security_settings(args),
     )
 
     def on_status(status) -> None:
@@ -56,7 +59,24 @@ def cmd_serve(args) -> int:
     finally:
         signal.signal(signal.SIGTERM, previous)
     print("stopped", flush=True)
+    _exit_promptly()
     return 0
+
+
+# The CLI process ends right after a clean stop: interpreter teardown of native libraries loaded
+# alongside the model (torch, when transformers finds it) can take seconds after Ctrl+C.
+FAST_EXIT = True
+
+
+def _exit_promptly() -> None:
+    import os
+    import threading
+
+    engine_threads = [t for t in threading.enumerate() if t.name.startswith("mqs-serve") and t.is_alive()]
+    if FAST_EXIT and threading.current_thread() is threading.main_thread() and not engine_threads:
+        sys.stdout.flush()
+        sys.stderr.flush()
+        os._exit(0)
 
 
 def _interrupt(signum, frame):
