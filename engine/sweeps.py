@@ -30,6 +30,7 @@ from engine.fileio import atomic_open, claim_directory, write_csv
 from engine.jobs import JobContext, QuantizeJob, Workspace, benchmark_record
 from engine.quant.recipes import FLOAT_RECIPES, make_recipe
 from engine.results import RunRecord, export_long_csv, export_samples_csv
+from engine.sweep_state import owner_record
 
 SWEEP_COLUMNS = [
     "sweep_id",
@@ -213,6 +214,7 @@ class SweepJob:
             "bench": {"batch_size": self.bench.batch_size, "iters": self.bench.iters, "warmup": self.bench.warmup},
             "eval_limit": self.eval_limit,
             "status": "running",
+            "owner": owner_record(),  # a reader tells a killed sweep from a running one (engine.sweep_state)
         }
         _write_json(out / "sweep.json", meta)
         ctx.partial(SweepStarted(sweep_id, str(out), labels))
