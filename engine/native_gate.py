@@ -147,3 +147,63 @@ def check_image_header(size: tuple[int, int], mode: str, where: str | Path, max_
     if w * h > max_pixels:
         raise UserError(f"image is {w}x{h} pixels, over the {max_pixels:,}-pixel limit", where)
     check_bytes(decoded_image_bytes(size, mode), f"decoding this {w}x{h} {mode} image", where)
+
+
+HDF5_SIGNATURE = b"\x89HDF\r\n\x1a\n"
+_UNDEFINED = {2**32 - 1, 2**64 - 1}
+
+
+def check_hdf5(data: bytes | Path, where: str | Path) -> None:
+    """Find the HDF5 superblock and check the end-of-file address it states against the real size.
+
+    ``data`` is the file (a path) or its bytes (a .keras member). h5py's C library follows the
+    addresses a superblock states; a truncated or forged file is refused here first.
+
+    Raises:
+        UserError: no HDF5 signature, or a superblock that claims more bytes than there are.
+    """
+    if isinstance(data, Path):
+        size = data.stat().st_size
+        with open(data, "rb") as f:
+            head = f.read(4096 + 64)
+    else:
+        size, head = len(data), bytes(data[: 4096 + 64])
+    base = next((o for o in (0, 512, 1024, 2048, 4096) if head[o : o + 8] == HDF5_SIGNATURE), None)
+    if base is None:
+        raise UserError("not an HDF5 file (no HDF5 signature)", where)
+    version = head[base + 8] if len(head) > base + 8 else None
+    if version in (0, 1):
+        offsets_size = head[base + 13] if len(head) > base + 13 else 0
+        start = base + 24 + (4 if version == 1 else 0)
+        fields = 3  # base address, free-space address, end-of-file address
+    elif version in (2, 3):
+        offsets_size = head[base + 9] if len(head) > base + 9 else 0
+        start = base + 12
+        fields = 3  # base address, superblock extension address, end-of-file address
+    else:
+        raise UserError(f"HDF5 superblock version {version} is not one h5py writes: corrupt", where)
+    if offsets_size not in (2, 4, 8) or len(head) < start + fields * offsets_size:
+        raise UserError("HDF5 superblock is truncated or corrupt", where)
+    values = [
+        int.from_bytes(head[start + i * offsets_size : start + (i + 1) * offsets_size], "little") for i in range(fields)
+    ]
+    base_address, eof = values[0], values[2]
+    if eof not in _UNDEFINED and base_address not in _UNDEFINED and base_address + eof > size:
+        raise UserError(
+            f"HDF5 superblock says the file ends at byte {base_address + eof:,} but it holds {size:,}: truncated",
+            where,
+        )
+
+
+# protobuf cannot parse a message over 2 GiB; larger ONNX models keep weights as external data.
+ONNX_MAX_BYTES = 2**31 - 1
+# onnx.load holds the parsed model; shape inference makes a second copy; then the MLX weights.
+ONNX_FACTOR = 3.3
+
+
+def check_onnx(path: Path) -> None:
+    """An ONNX file's size against protobuf's limit and the memory budget, before onnx parses it."""
+    size = path.stat().st_size
+    if size > ONNX_MAX_BYTES:
+        raise UserError(f"ONNX file is {human(size)}, over protobuf's 2 GB limit for one model file", path)
+    check_bytes(size, f"importing this {human(size)} ONNX model", path, ONNX_FACTOR)

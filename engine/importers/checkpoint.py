@@ -15,7 +15,7 @@ from engine.bundle import ModelBundle, check_weights_fit
 from engine.data.preprocess import Preprocessing
 from engine.errors import Cancelled, UserError
 from engine.models import registry
-from engine.native_gate import check_safetensors
+from engine.native_gate import check_hdf5, check_safetensors
 
 TORCH_HINT = (
     "reading .pth needs PyTorch (pip install torch); or convert it once with "
@@ -103,6 +103,7 @@ def _read_keras_h5(path: Path) -> dict[str, np.ndarray]:
     except ImportError:
         raise UserError("reading .h5 needs the 'h5py' package (pip install h5py)", path) from None
     out = {}
+    check_hdf5(path, path)
     try:
         with h5py.File(path, "r") as f:
             root = f["model_weights"] if "model_weights" in f else f

@@ -24,7 +24,7 @@ from engine.errors import Cancelled, UserError
 from engine.importers.graph_builder import GraphBuilder, open_source, require
 from engine.memory_guard import IMPORT_FACTOR
 from engine.models.layers import tf_same_pads
-from engine.native_gate import read_zip_member
+from engine.native_gate import check_hdf5, read_zip_member
 
 IDENTITY_LAYERS = {
     "Dropout",
@@ -534,8 +534,10 @@ def read_keras_file(path: Path) -> tuple[dict, object, object]:
                 data = read_zip_member(z, "model.weights.h5", path, factor=IMPORT_FACTOR)
         except (KeyError, zipfile.BadZipFile, json.JSONDecodeError, OSError) as exc:
             raise UserError(f"not a readable .keras archive ({exc})", path) from None
+        check_hdf5(data, path)  # the superblock's stated sizes, before h5py's C library follows them
         h5 = h5py.File(io.BytesIO(data), "r")
         return cfg, _Keras3Weights(h5), h5
+    check_hdf5(path, path)
     try:
         h5 = h5py.File(path, "r")
     except OSError as exc:

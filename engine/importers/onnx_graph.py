@@ -18,6 +18,7 @@ from engine.bundle import ModelBundle
 from engine.data.preprocess import Preprocessing
 from engine.errors import Cancelled, UserError
 from engine.importers.graph_builder import GraphBuilder, open_source, require
+from engine.native_gate import check_onnx
 
 TO_NHWC = (0, 2, 3, 1)
 TO_NCHW = (0, 3, 1, 2)
@@ -498,6 +499,7 @@ def import_onnx(
     path, report, stop = open_source(path, "ONNX", progress, should_stop)
     onnx = require("onnx", path)
     report(0.0, f"reading {path.name}")
+    check_onnx(path)  # size against protobuf's limit and the memory budget before the native parser
     try:
         model = onnx.load(str(path))
         model = onnx.shape_inference.infer_shapes(model)
