@@ -30,16 +30,16 @@ def _check_file(path: Path) -> None:
 def _to_8bit_rgb_or_l(img: Image.Image) -> Image.Image:
     """Normalise the many PIL modes to 'L' or 'RGB' without losing meaning."""
     if img.mode in ("I;16", "I;16B", "I;16L", "I", "F"):
-        arr = np.asarray(img)
-        lo, hi = float(arr.min()), float(arr.max())
+        lo, hi = (float(v) for v in img.getextrema())
         # Scale the image's own range to 0..255 (16-bit scans rarely use the full range), a band of
-        # rows at a time so a large scan never holds a float64 copy of itself.
-        out = np.zeros(arr.shape, dtype=np.uint8)
+        # rows at a time so a large scan is never copied whole, let alone as float64.
+        w, h = img.size
+        out = np.zeros((h, w), dtype=np.uint8)
         if hi > lo:
-            step = max(1, (1 << 22) // max(1, arr.shape[1]))
-            for r in range(0, arr.shape[0], step):
-                band = (arr[r : r + step].astype(np.float64) - lo) / (hi - lo) * 255.0
-                out[r : r + step] = band.round().astype(np.uint8)
+            step = max(1, (1 << 20) // max(1, w))
+            for r in range(0, h, step):
+                band = np.asarray(img.crop((0, r, w, min(h, r + step))), dtype=np.float64)
+                out[r : r + step] = ((band - lo) / (hi - lo) * 255.0).round().astype(np.uint8)
         return Image.fromarray(out, mode="L")
     if img.mode == "P":
         img = img.convert("RGBA")

@@ -108,3 +108,21 @@ def test_onnx_gate_reads_the_size_only(corpus_dir, monkeypatch):
     monkeypatch.setattr("engine.budgets.available_memory_bytes", lambda: 4 * 1024 * 1024)
     with pytest.raises(UserError, match="importing this 3.0 MB ONNX model needs about 9.9 MB"):
         check_onnx(p)
+
+
+@pytest.mark.parametrize("shape", [(7, 5), (1500, 1900)])
+def test_wide_images_scale_to_8_bits_as_the_numpy_reference(shape):
+    """The banded conversion equals the whole-array float64 formula it replaced, bit for bit."""
+    from PIL import Image
+
+    from engine.data.images import _to_8bit_rgb_or_l
+
+    rng = np.random.default_rng(0)
+    for img in (
+        Image.fromarray(rng.integers(300, 60000, shape, dtype=np.uint16)),
+        Image.fromarray(rng.random(shape).astype(np.float32)),
+    ):
+        a = np.asarray(img, dtype=np.float64)
+        reference = ((a - a.min()) / (a.max() - a.min()) * 255.0).round().astype(np.uint8)
+        out = _to_8bit_rgb_or_l(img)
+        assert out.mode == "L" and np.array_equal(np.asarray(out), reference)
