@@ -22,6 +22,7 @@ from engine.errors import UserError
 from engine.llm.detect import display_name, is_hf_id, lm_recipe_name, read_lm_config, resolve_lm_spec
 from engine.memory_guard import LOAD_FACTOR, check_memory, files_size
 from engine.model_card import LayerRow, layer_rows
+from engine.native_gate import check_safetensors
 
 HF_ALLOW_PATTERNS = ["*.json", "model*.safetensors", "*.py", "tokenizer.model", "*.tiktoken", "*.txt", "*.jinja"]
 
@@ -237,6 +238,8 @@ def load_language_model(
             raise UserError("not an mlx-lm model folder: config.json with 'model_type' is missing", p)
         if not weight_files(p):
             raise UserError("no model*.safetensors weights in the folder", p)
+        for f in weight_files(p):
+            check_safetensors(f)  # stated sizes against the file before MLX's native reader
         if progress:
             progress(0.1, f"loading {p.name}")
         try:

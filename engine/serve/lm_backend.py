@@ -12,6 +12,7 @@ from collections.abc import Callable, Iterator
 from pathlib import Path
 
 from engine.errors import Cancelled, UserError
+from engine.native_gate import check_safetensors
 from engine.serve.backends import LANGUAGE_MODEL, ModelInfo
 from engine.serve.generation import GenerationPiece, GenerationRequest, SamplingParams
 
@@ -28,6 +29,8 @@ class LanguageBackend:
         from engine.llm.detect import resolve_lm_spec
 
         path = Path(resolve_lm_spec(spec)).expanduser()  # 'default-lm' names the shipped model
+        for weights in sorted(path.glob("model*.safetensors")) if path.is_dir() else ():
+            check_safetensors(weights)  # stated sizes against the file before MLX's native reader
         try:
             self.model, self.tokenizer, config = mlx_lm.load(str(path) if path.exists() else spec, return_config=True)
         except (FileNotFoundError, ValueError, OSError) as exc:

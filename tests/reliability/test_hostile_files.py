@@ -232,3 +232,31 @@ def test_results_database_disk_error_is_named():
     full = str(as_user_error(sqlite3.OperationalError("database or disk is full"), "/data/results.sqlite3"))
     assert full.startswith("no space left on device while writing the results database")
     assert as_user_error(sqlite3.OperationalError("no such table: runs")) is None  # a bug stays a bug
+
+
+def test_safetensors_gate_accepts_every_dtype_mlx_writes(corpus_dir):
+    import mlx.core as mx
+
+    from engine.native_gate import check_safetensors
+
+    dtypes = (mx.bfloat16, mx.float16, mx.float32, mx.uint32, mx.int8, mx.uint8, mx.int64, mx.bool_, mx.complex64)
+    arrays = {str(d): mx.ones((3, 5), dtype=d) for d in dtypes}
+    p = corpus_dir / "mlx.safetensors"
+    mx.save_safetensors(str(p), arrays, metadata={"format": "mlx"})
+    assert check_safetensors(p) == sum(a.nbytes for a in arrays.values())
+    assert sorted(mx.load(str(p))) == sorted(arrays)
+
+
+def test_language_model_folder_with_a_hostile_header_is_one_line(corpus_dir):
+    import shutil
+
+    from engine.paths import DEFAULT_LM_DIR
+
+    folder = corpus_dir / "lm"
+    shutil.copytree(DEFAULT_LM_DIR, folder)
+    weights = folder / "model.safetensors"
+    hostile.safetensors_with_header(folder, "model.safetensors", claimed=2**40)
+    rc, out, err, peak = hostile.run_measured("info", "--model", str(folder))
+    assert rc == 1, err
+    one_line(err, weights, "header claims 1024.0 GB")
+    assert peak < RSS_BOUND
