@@ -13,7 +13,9 @@ that interpreter's baseline after imports, and its wall time:
    ``import`` now (refused from the stated size and ratio);
 4. three concurrent uploads of that PNG to the service: the default 16 MP cap (refused before
    decoding) and a raised cap (decoded, at most two at a time);
-5. Ctrl+C during a generation of the shipped language model: seconds from SIGINT to exit, with
+5. a client that leaves 0.5 s into the prefill of a 30,000-token prompt: seconds until the engine
+   is free again;
+6. Ctrl+C during a generation of the shipped language model: seconds from SIGINT to exit, with
    the prompt exit after a clean stop and without it (interpreter teardown).
 """
 
@@ -150,6 +152,45 @@ def sigint_exit_seconds(fast_exit: bool) -> tuple[float, int]:
     return time.monotonic() - t0, rc
 
 
+def disconnect_free_seconds(work: Path, prompt_tokens: int = 30000) -> tuple[float, float, dict]:
+    """default-lm with its stated context raised, a long non-streaming completion, the client leaves
+    0.5 s into the prefill: (seconds it had run, seconds until the engine was free, /health)."""
+    import shutil
+    import socket
+
+    import httpx
+
+    from engine.paths import DEFAULT_LM_DIR
+    from engine.serve.config import ServeSettings
+    from engine.serve.server import ServiceServer
+
+    folder = work / "long-context-lm"
+    shutil.copytree(DEFAULT_LM_DIR, folder)
+    cfg = json.loads((folder / "config.json").read_text())
+    cfg["max_position_embeddings"] = 65536
+    (folder / "config.json").write_text(json.dumps(cfg))
+    server = ServiceServer(ServeSettings(model=str(folder), host="127.0.0.1", port=0))
+    server.start()
+    server.wait(120)
+    port = int(server.url.rsplit(":", 1)[1])
+    body = json.dumps({"prompt": [5] * prompt_tokens, "max_tokens": 100}).encode()
+    sock = socket.create_connection(("127.0.0.1", port))
+    head = f"POST /v1/completions HTTP/1.1\r\nHost: 127.0.0.1:{port}\r\nContent-Type: application/json\r\n"
+    sock.sendall(head.encode() + f"Content-Length: {len(body)}\r\n\r\n".encode() + body)
+    while not httpx.get(f"{server.url}/health").json()["busy"]:
+        time.sleep(0.01)
+    started = time.monotonic()
+    time.sleep(0.5)
+    sock.close()
+    left = time.monotonic()
+    while httpx.get(f"{server.url}/health").json()["busy"]:
+        time.sleep(0.01)
+    freed = time.monotonic() - left
+    health = httpx.get(f"{server.url}/health").json()
+    server.stop()
+    return left - started, freed, health
+
+
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--skip-serve", action="store_true")
@@ -187,7 +228,14 @@ def main() -> None:
         r = run(SERVE, str(png), sample, "64000000")
         row("cap raised to 64 MP: decoded, two at a time", r, f"HTTP {r.get('status')}")
 
-        print("5. Ctrl+C during a default-lm generation (500-token prompt, max_tokens 1500)")
+        ran, freed, health = disconnect_free_seconds(work)
+        print("5. a 30,000-token prompt to default-lm (context raised to 65,536); the client leaves 0.5 s in")
+        print(
+            f"  engine free {freed:.2f} s after the client left (prefill had run {ran:.2f} s; "
+            f"cancelled {health['cancelled']}, completed {health['generations']})"
+        )
+
+        print("6. Ctrl+C during a default-lm generation (500-token prompt, max_tokens 1500)")
         for fast in (False, True):
             seconds, rc = sigint_exit_seconds(fast)
             label = "exit right after the clean stop" if fast else "interpreter teardown as well"

@@ -176,9 +176,9 @@ def test_large_16_bit_png_allowed_by_the_cap_decodes_with_bounded_memory(tmp_pat
     """With the cap raised, decodes run two at a time and the 16-bit scan never becomes float64."""
     out = _big_png_through_the_service(tmp_path, 64_000_000)
     assert [s for s, _ in out["results"]] == [200, 200, 200], out["results"]
-    # Two decodes at once, each about 128 MB (PIL's 16-bit pixels) + 64 MB (8-bit) + a band of rows;
-    # the float64 conversion before this took about 1 GB for one.
-    assert out["peak"] - out["base"] < 600 * 1024 * 1024, out
+    # Two decodes at once, each about 128 MB (PIL's 16-bit pixels) + 64 MB (8-bit) + a band of rows,
+    # plus resizing (bench/hostile_inputs.py measured 592 MB); one float64 conversion alone took 1 GB.
+    assert out["peak"] - out["base"] < 800 * 1024 * 1024, out
 
 
 # -- language models ------------------------------------------------------------------------------
