@@ -50,6 +50,7 @@ ERROR_TYPES = {
     405: "invalid_request_error",
     413: "request_too_large",
     415: "unsupported_media_type",
+    499: "client_closed_request",
     422: "invalid_request_error",
     503: "service_unavailable",
 }
@@ -115,8 +116,9 @@ def create_app(worker: InferenceWorker, settings: ServeSettings) -> FastAPI:
     )
     app.add_middleware(BodyLimitMiddleware, max_bytes=settings.max_body_bytes)
     # Added last, so it runs first: Host, Origin and API key before anything reads the body.
-    app.add_middleware(RequestGuard, bound_host=settings.host, allowed_origins=settings.allowed_origins,
-                       api_key=settings.api_key)  # fmt: skip
+    app.add_middleware(
+        RequestGuard, bound_host=settings.host, allowed_origins=settings.allowed_origins, api_key=settings.api_key
+    )
     _install_error_handlers(app, info)
 
     @app.get("/health", response_model=s.Health, responses={503: {"model": s.Health}}, tags=["service"])
