@@ -3,8 +3,8 @@
     python bench/hostile_inputs.py              # about a minute on 2 CPU cores
     python bench/hostile_inputs.py --skip-serve
 
-Every case runs in a fresh interpreter and reports its peak RSS (``resource.getrusage``) above
-that interpreter's baseline after imports, and its wall time:
+Every case runs in a fresh interpreter and reports its peak RSS (``VmHWM``, else ``resource.getrusage``)
+above that interpreter's baseline after imports, and its wall time:
 
 1. a 16-bit 8000x7999 PNG (about 1 MB on disk, 128 MB decoded): the 8-bit conversion as it was
    (a float64 copy of the scan) against ``engine.data.images.load_image`` now (bands of rows);
@@ -34,9 +34,11 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
-_PRELUDE = "import resource, sys, time, json\n"
+from tests.reliability.hostile import PEAK_RSS_CODE  # noqa: E402
+
 _MEASURE = (
-    "def rss():\n    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024\n"
+    "import time, json\n"
+    "rss = peak_rss\n"
     "def report(base, t0, **kw):\n"
     "    print(json.dumps({'extra_rss': rss() - base, 'seconds': time.perf_counter() - t0, **kw}))\n"
 )
@@ -96,7 +98,7 @@ worker.stop()
 
 def run(script: str, *args: str) -> dict:
     env = {**os.environ, "PYTHONPATH": str(ROOT), "QT_QPA_PLATFORM": "offscreen"}
-    code = _PRELUDE + _MEASURE + script
+    code = PEAK_RSS_CODE + _MEASURE + script
     proc = subprocess.run(
         [sys.executable, "-c", code, *args], capture_output=True, text=True, env=env, cwd=ROOT, timeout=600
     )

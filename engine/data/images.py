@@ -89,7 +89,7 @@ def _decode(source: Path | BinaryIO, where: str | Path, max_pixels: int = MAX_PI
                 # PIL has parsed only the header: dimensions x channels x bit depth pass a budget first.
                 check_image_header(img.size, img.mode, where, max_pixels)
                 img.load()
-                img = ImageOps.exif_transpose(img)
+                ImageOps.exif_transpose(img, in_place=True)  # in place: no copy of an upright image
                 return _to_8bit_rgb_or_l(img)
     except UserError:
         raise

@@ -25,25 +25,37 @@ from engine import paths
 ROOT = Path(__file__).resolve().parents[2]
 MiB = 1024 * 1024
 
-_MEASURED = (
+PEAK_RSS_CODE = (
     "import resource, sys\n"
+    "def peak_rss():\n"
+    "    # VmHWM is this process's own high-water mark; ru_maxrss also counts the parent's memory\n"
+    "    # when subprocess spawned it by vfork (Linux keeps the larger across exec).\n"
+    "    try:\n"
+    "        for line in open('/proc/self/status'):\n"
+    "            if line.startswith('VmHWM:'):\n"
+    "                return int(line.split()[1]) * 1024\n"
+    "    except OSError:\n"
+    "        pass\n"
+    "    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * (1 if sys.platform == 'darwin' else 1024)\n"
+)
+_MEASURED = PEAK_RSS_CODE + (
     "from engine.cli import main\n"
     "rc = main(sys.argv[1:])\n"
-    "print('PEAK_RSS_KB', resource.getrusage(resource.RUSAGE_SELF).ru_maxrss, file=sys.stderr)\n"
+    "print('PEAK_RSS', peak_rss(), file=sys.stderr)\n"
     "sys.exit(rc)\n"
 )
 
 
 def run_measured(*argv: str, timeout: float = 120) -> tuple[int, str, list[str], int]:
-    """``main.py ARGV`` in a subprocess: (exit code, stdout, stderr lines without the RSS line, peak RSS bytes)."""
+    """``main.py ARGV`` in a subprocess: (exit code, stdout, stderr lines without the RSS line, its peak RSS in bytes)."""
     env = {**os.environ, "PYTHONPATH": str(ROOT), "QT_QPA_PLATFORM": "offscreen"}
     proc = subprocess.run(
         [sys.executable, "-c", _MEASURED, *argv], capture_output=True, text=True, timeout=timeout, env=env, cwd=ROOT
     )
     lines, peak = [], 0
     for line in proc.stderr.strip().splitlines():
-        if line.startswith("PEAK_RSS_KB "):
-            peak = int(line.split()[1]) * 1024
+        if line.startswith("PEAK_RSS "):
+            peak = int(line.split()[1])
         else:
             lines.append(line)
     return proc.returncode, proc.stdout, lines, peak
