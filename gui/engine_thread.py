@@ -150,9 +150,13 @@ class EngineWorker(QObject):
             self.failed.emit(jid, "out of memory; try a smaller batch or model")
         except Exception as exc:  # a bug must not kill the engine thread
             flush()
-            traceback.print_exc()
+            from engine.core.oserrors import as_user_error
+
+            translated = as_user_error(exc)  # a full disk, a read-only target...: the cause in words
+            if translated is None:
+                traceback.print_exc()
             first = str(exc).strip().splitlines()[0] if str(exc).strip() else ""
-            self.failed.emit(jid, f"{type(exc).__name__}: {first}")
+            self.failed.emit(jid, str(translated) if translated is not None else f"{type(exc).__name__}: {first}")
         finally:
             self.finished.emit(jid)
 

@@ -145,6 +145,12 @@ def main(argv: list[str] | None = None) -> int:
     except Exception as exc:  # a bug or an environment problem: still one line
         if args.debug:
             raise
+        from engine.core.oserrors import as_user_error
+
+        translated = as_user_error(exc)  # a full disk, a read-only target...: the cause in words
+        if translated is not None:
+            print(f"error: {translated}", file=sys.stderr)
+            return 1
         msg = str(exc).strip().splitlines()[0] if str(exc).strip() else ""
         print(f"error: {type(exc).__name__}: {msg} (rerun with --debug for the traceback)", file=sys.stderr)
         return 1

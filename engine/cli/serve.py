@@ -6,11 +6,8 @@ import argparse
 import signal
 import sys
 
-from engine.core.argtypes import (
-    nonneg_float,
-    positive_float,
-    positive_int,
-)
+from engine.core.argtypes import nonneg_float, positive_float, positive_int
+from engine.serve.security_cli import add_security_options, security_settings
 
 
 def add_arguments(p: argparse.ArgumentParser) -> None:
@@ -21,6 +18,7 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--batch-window-ms", type=nonneg_float, default=2.0, help="classifier micro-batch window")
     p.add_argument("--max-batch", type=positive_int, default=32, help="largest classifier batch")
     p.add_argument("--max-tokens-limit", type=positive_int, default=4096, help="most tokens a completion may ask")
+    add_security_options(p)
 
 
 def run(args) -> int:
@@ -37,6 +35,7 @@ def run(args) -> int:
         batch_window_ms=args.batch_window_ms,
         max_batch=args.max_batch,
         max_tokens_limit=args.max_tokens_limit,
+        **security_settings(args),
     )
 
     def on_status(status) -> None:
@@ -52,7 +51,24 @@ def run(args) -> int:
     finally:
         signal.signal(signal.SIGTERM, previous)
     print("stopped", flush=True)
+    _exit_promptly()
     return 0
+
+
+# The CLI process ends right after a clean stop: interpreter teardown of native libraries loaded
+# alongside the model (torch, when transformers finds it) can take seconds after Ctrl+C.
+FAST_EXIT = True
+
+
+def _exit_promptly() -> None:
+    import os
+    import threading
+
+    engine_threads = [t for t in threading.enumerate() if t.name.startswith("mqs-serve") and t.is_alive()]
+    if FAST_EXIT and threading.current_thread() is threading.main_thread() and not engine_threads:
+        sys.stdout.flush()
+        sys.stderr.flush()
+        os._exit(0)
 
 
 def _interrupt(signum, frame):

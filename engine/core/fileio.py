@@ -43,19 +43,45 @@ _FILE_MODE = _file_mode()
 def atomic_open(path: str | Path, mode: str = "w", **kwargs) -> Iterator:
     """Open a temporary file beside ``path``; it replaces ``path`` only if the block succeeds."""
     path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
+    with _os_errors_named(path):
+        path.parent.mkdir(parents=True, exist_ok=True)
+        fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
     os.chmod(tmp, _FILE_MODE)  # mkstemp makes 0600; the user's files follow their umask like any other
     try:
         with os.fdopen(fd, mode, **kwargs) as f:
             yield f
-            f.flush()
-            os.fsync(f.fileno())
-        os.replace(tmp, path)
+            with _os_errors_named(path):
+                f.flush()
+                os.fsync(f.fileno())
+        with _os_errors_named(path):
+            os.replace(tmp, path)
     except BaseException:
         with contextlib.suppress(FileNotFoundError):
             os.unlink(tmp)
         raise
+
+
+@contextlib.contextmanager
+def _os_errors_named(path: Path, tmp: Path | None = None) -> Iterator[None]:
+    """Re-raise an OS-level failure as one line naming ``path`` (see engine.core.oserrors)."""
+    from engine.core.oserrors import as_user_error
+
+    try:
+        yield
+    except (OSError, RuntimeError) as exc:
+        if isinstance(exc, UserError):
+            raise
+        where = path
+        if tmp is not None:  # name the file being written under its final name
+            written = [p for p in tmp.iterdir() if p.is_file()] if tmp.is_dir() else []
+            name = Path(exc.filename).name if isinstance(exc, OSError) and exc.filename else None
+            if name is None and written:
+                name = max(written, key=lambda p: p.stat().st_mtime_ns).name
+            where = path / name if name and name != tmp.name else path
+        translated = as_user_error(exc, where)
+        if translated is None:
+            raise
+        raise translated from exc
 
 
 def write_csv(path: str | Path, header: list[str], rows: Iterable[Iterable]) -> Path:
@@ -129,10 +155,11 @@ def write_marker(folder: Path, what: str) -> None:
 def claim_directory(path: str | Path, what: str, *, overwrite: bool = False, inputs: Iterable[str | Path] = ()) -> Path:
     """Create (or, with ``overwrite``, empty) a folder the app fills piece by piece, and mark it."""
     path = check_output_dir(path, overwrite=overwrite, inputs=inputs)
-    if path.exists() and written_by_app(path):
-        shutil.rmtree(path)
-    path.mkdir(parents=True, exist_ok=True)
-    write_marker(path, what)
+    with _os_errors_named(path):
+        if path.exists() and written_by_app(path):
+            shutil.rmtree(path)
+        path.mkdir(parents=True, exist_ok=True)
+        write_marker(path, what)
     return path
 
 
@@ -146,22 +173,25 @@ def atomic_directory(
     and removed after the rename, so a crash never leaves a half-written folder under the final name.
     """
     path = check_output_dir(path, overwrite=overwrite, inputs=inputs)
-    path.parent.mkdir(parents=True, exist_ok=True)
     tmp = path.parent / f".{path.name}.tmp-{uuid.uuid4().hex[:8]}"
-    tmp.mkdir()
+    with _os_errors_named(path):
+        path.parent.mkdir(parents=True, exist_ok=True)
+        tmp.mkdir()
     try:
-        yield tmp
-        write_marker(tmp, what)
-        if path.is_dir() and not any(path.iterdir()):
-            path.rmdir()
-            tmp.rename(path)
-        elif path.exists():
-            old = path.parent / f".{path.name}.old-{uuid.uuid4().hex[:8]}"
-            path.rename(old)
-            tmp.rename(path)
-            shutil.rmtree(old, ignore_errors=True)
-        else:
-            tmp.rename(path)
+        with _os_errors_named(path, tmp):
+            yield tmp
+            write_marker(tmp, what)
+        with _os_errors_named(path):
+            if path.is_dir() and not any(path.iterdir()):
+                path.rmdir()
+                tmp.rename(path)
+            elif path.exists():
+                old = path.parent / f".{path.name}.old-{uuid.uuid4().hex[:8]}"
+                path.rename(old)
+                tmp.rename(path)
+                shutil.rmtree(old, ignore_errors=True)
+            else:
+                tmp.rename(path)
     except BaseException:
         shutil.rmtree(tmp, ignore_errors=True)
         raise

@@ -21,9 +21,11 @@ import numpy as np
 from mlx.utils import tree_flatten
 
 from engine.core import paths
+from engine.core.budgets import check_bundle_config
 from engine.core.errors import UserError
 from engine.core.fileio import atomic_directory
 from engine.core.memory_guard import LOAD_FACTOR, check_memory, files_size
+from engine.core.native_gate import check_safetensors
 from engine.image.data.preprocess import Preprocessing
 from engine.image.models import registry
 from engine.image.quant.apply import apply_quant_config, from_storage, to_storage
@@ -182,6 +184,7 @@ def read_config(path: Path) -> dict:
     for key in ("arch", "labels", "preprocessing"):
         if key not in cfg:
             raise UserError(f"config.json lacks '{key}'", cfg_path)
+    check_bundle_config(cfg, cfg_path)  # sizes a file states pass a budget before anything is allocated
     return cfg
 
 
@@ -191,6 +194,7 @@ def load_weights_file(path: Path) -> dict[str, mx.array]:
         raise UserError("weights file is missing", path)
     if path.stat().st_size < 8:
         raise UserError("weights file is empty or truncated", path)
+    check_safetensors(path)  # a stated size beyond the file never reaches MLX's native reader
     try:
         weights = mx.load(str(path))
     except (RuntimeError, ValueError, OSError) as exc:

@@ -28,6 +28,7 @@ from engine.image.data.datasets import open_dataset
 from engine.image.evaluation import evaluate_bundle, label_mapping
 from engine.image.quant.recipes import FLOAT_RECIPES, make_recipe
 from engine.jobs.image import QuantizeJob, benchmark_record
+from engine.jobs.sweep_state import owner_record
 from engine.measure.compare import pareto_front
 from engine.measure.evaluate.metrics import evaluation_rows
 from engine.measure.evaluate.rows import split_rows
@@ -216,6 +217,7 @@ class SweepJob:
             "bench": {"batch_size": self.bench.batch_size, "iters": self.bench.iters, "warmup": self.bench.warmup},
             "eval_limit": self.eval_limit,
             "status": "running",
+            "owner": owner_record(),  # a reader tells a killed sweep from a running one (engine.jobs.sweep_state)
         }
         _write_json(out / "sweep.json", meta)
         ctx.partial(SweepStarted(sweep_id, str(out), labels))

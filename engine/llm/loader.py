@@ -20,6 +20,7 @@ from mlx.utils import tree_flatten, tree_map
 
 from engine.core.errors import UserError
 from engine.core.memory_guard import LOAD_FACTOR, check_memory, files_size
+from engine.core.native_gate import check_safetensors
 from engine.core.paths import is_hf_id
 from engine.image.model_card import LayerRow, layer_rows
 from engine.llm.detect import display_name, lm_recipe_name, read_lm_config, resolve_lm_spec
@@ -243,6 +244,8 @@ def load_language_model(
             raise UserError("not an mlx-lm model folder: config.json with 'model_type' is missing", p)
         if not weight_files(p):
             raise UserError("no model*.safetensors weights in the folder", p)
+        for f in weight_files(p):
+            check_safetensors(f)  # stated sizes against the file before MLX's native reader
         if progress:
             progress(0.1, f"loading {p.name}")
         try:

@@ -38,17 +38,9 @@ from engine.serve.generation import (
     SamplingParams,
     TextDelta,
 )
+from engine.serve.guard import ERROR_TYPES, RequestGuard, error_response
 from engine.serve.worker import InferenceWorker, ServiceBusy, ServiceStopped
 
-ERROR_TYPES = {
-    400: "invalid_request_error",
-    404: "not_found_error",
-    405: "invalid_request_error",
-    413: "request_too_large",
-    415: "unsupported_media_type",
-    422: "invalid_request_error",
-    503: "service_unavailable",
-}
 _ERR = {"model": s.ErrorResponse}
 CLASSIFY_ERRORS = {400: _ERR, 413: _ERR, 415: _ERR, 422: _ERR, 503: _ERR}
 GENERATE_ERRORS = {400: _ERR, 413: _ERR, 422: _ERR, 503: _ERR, 500: _ERR}
@@ -57,11 +49,6 @@ LM_PATHS = ("/v1/chat/completions", "/v1/completions")
 
 class ServiceError(HTTPException):
     """An HTTP error with a one-line message; rendered as ErrorResponse."""
-
-
-def error_response(status: int, message: str, headers: dict | None = None) -> JSONResponse:
-    body = {"error": {"message": message, "type": ERROR_TYPES.get(status, "server_error"), "code": status}}
-    return JSONResponse(body, status_code=status, headers=headers)
 
 
 class BodyLimitMiddleware:
@@ -110,6 +97,10 @@ def create_app(worker: InferenceWorker, settings: ServeSettings) -> FastAPI:
         ),
     )
     app.add_middleware(BodyLimitMiddleware, max_bytes=settings.max_body_bytes)
+    # Added last, so it runs first: Host, Origin and API key before anything reads the body.
+    app.add_middleware(
+        RequestGuard, bound_host=settings.host, allowed_origins=settings.allowed_origins, api_key=settings.api_key
+    )
     _install_error_handlers(app, info)
 
     @app.get("/health", response_model=s.Health, responses={503: {"model": s.Health}}, tags=["service"])
@@ -143,7 +134,7 @@ def create_app(worker: InferenceWorker, settings: ServeSettings) -> FastAPI:
         return s.ModelList(data=[card])
 
     if info.kind == CLASSIFIER:
-        _add_classify_route(app, worker)
+        _add_classify_route(app, worker, settings)
     else:
         _add_generation_routes(app, worker, settings)
     _install_openapi(app, [s.ClassifyJSONRequest, s.ClassifyUpload, s.ChatCompletionChunk, s.ErrorResponse])
@@ -153,8 +144,9 @@ def create_app(worker: InferenceWorker, settings: ServeSettings) -> FastAPI:
 # -- classification ----------------------------------------------------------------------------
 
 
-def _add_classify_route(app: FastAPI, worker: InferenceWorker) -> None:
+def _add_classify_route(app: FastAPI, worker: InferenceWorker, settings: ServeSettings) -> None:
     info = worker.info
+    decodes = asyncio.Semaphore(settings.max_concurrent_decodes)  # decoded pixels held at once stay bounded
     body_doc = {
         "requestBody": {
             "required": True,
@@ -176,7 +168,10 @@ def _add_classify_route(app: FastAPI, worker: InferenceWorker) -> None:
     async def classify(request: Request) -> s.ClassifyResponse:
         t0 = time.perf_counter()
         data, name, top_k = await _read_image_request(request)
-        image = await run_in_threadpool(preprocess_upload, data, name, info.preprocessing)
+        async with decodes:
+            image = await run_in_threadpool(
+                preprocess_upload, data, name, info.preprocessing, settings.max_image_pixels
+            )
         result = await asyncio.wrap_future(worker.classify(image, top_k))
         return s.ClassifyResponse(
             model=info.id,
@@ -235,10 +230,10 @@ def _add_generation_routes(app: FastAPI, worker: InferenceWorker, settings: Serv
         tags=["language model"],
         summary="Chat completion (OpenAI-compatible; stream: true sends server-sent events)",
     )
-    async def chat_completions(body: s.ChatCompletionRequest):
+    async def chat_completions(body: s.ChatCompletionRequest, http: Request):
         messages = tuple((m.role, _content_text(m.content)) for m in body.messages)
         request = GenerationRequest(_sampling(body, settings), messages=messages)
-        return await _generate(worker, info.id, request, body, chat=True)
+        return await _generate(worker, info.id, request, body, chat=True, http=http)
 
     @app.post(
         "/v1/completions",
@@ -247,10 +242,10 @@ def _add_generation_routes(app: FastAPI, worker: InferenceWorker, settings: Serv
         tags=["language model"],
         summary="Text completion (OpenAI-compatible; stream: true sends server-sent events)",
     )
-    async def completions(body: s.CompletionRequest):
+    async def completions(body: s.CompletionRequest, http: Request):
         prompt = body.prompt if isinstance(body.prompt, str) else tuple(body.prompt)
         request = GenerationRequest(_sampling(body, settings), prompt=prompt)
-        return await _generate(worker, info.id, request, body, chat=False)
+        return await _generate(worker, info.id, request, body, chat=False, http=http)
 
 
 def _content_text(content: str | list[s.TextPart]) -> str:
@@ -265,7 +260,9 @@ def _sampling(body: s.ChatCompletionRequest | s.CompletionRequest, settings: Ser
     return SamplingParams(max_tokens, body.temperature, body.top_p, body.top_k, body.min_p, body.seed, stop)
 
 
-async def _generate(worker: InferenceWorker, model_id: str, request: GenerationRequest, body, chat: bool):
+async def _generate(
+    worker: InferenceWorker, model_id: str, request: GenerationRequest, body, chat: bool, http: Request | None = None
+):
     loop = asyncio.get_running_loop()
     events: asyncio.Queue = asyncio.Queue()
 
@@ -273,8 +270,9 @@ async def _generate(worker: InferenceWorker, model_id: str, request: GenerationR
         loop.call_soon_threadsafe(events.put_nowait, event)
 
     cancel = worker.generate(request, sink)
+    watched = DisconnectWatch(events, http, cancel)
     try:
-        first = await events.get()
+        first = await watched.next()
     except BaseException:
         cancel.set()
         raise
@@ -296,7 +294,7 @@ async def _generate(worker: InferenceWorker, model_id: str, request: GenerationR
     parts: list[str] = []
     try:
         while True:
-            event = await events.get()
+            event = await watched.next()  # a client that leaves cancels the generation (prefill too)
             if isinstance(event, TextDelta):
                 parts.append(event.text)
             elif isinstance(event, GenerationFailed):
@@ -316,6 +314,39 @@ async def _generate(worker: InferenceWorker, model_id: str, request: GenerationR
         return s.ChatCompletion(id=ident, created=created, model=model_id, choices=[choice], usage=usage)
     choice = s.CompletionChoice(text=text, finish_reason=event.finish_reason)
     return s.Completion(id=ident, created=created, model=model_id, choices=[choice], usage=usage)
+
+
+class DisconnectWatch:
+    """Read engine events while polling for a client that went away; then cancel and raise ServiceError.
+
+    One pending ``events.get()`` is kept across polls, so no event is lost to a timeout.
+    """
+
+    POLL_S = 0.1
+
+    def __init__(self, events: asyncio.Queue, http: Request | None, cancel):
+        self.events, self.http, self.cancel = events, http, cancel
+        self._pending: asyncio.Future | None = None
+
+    async def next(self) -> object:
+        if self.http is None:
+            return await self.events.get()
+        if self._pending is None:
+            self._pending = asyncio.ensure_future(self.events.get())
+        try:
+            while True:
+                done, _ = await asyncio.wait({self._pending}, timeout=self.POLL_S)
+                if done:
+                    event, self._pending = self._pending.result(), None
+                    return event
+                if await self.http.is_disconnected():
+                    self.cancel.set()
+                    raise ServiceError(499, "the client closed the connection")
+        except BaseException:
+            if self._pending is not None:
+                self._pending.cancel()
+                self._pending = None
+            raise
 
 
 async def _sse(

@@ -63,14 +63,14 @@ class ClassifierBackend:
         self.bundle = None
 
 
-def preprocess_upload(data: bytes, name: str, prep: Preprocessing) -> np.ndarray:
+def preprocess_upload(data: bytes, name: str, prep: Preprocessing, max_pixels: int | None = None) -> np.ndarray:
     """Decode an uploaded image defensively and make it the model's (H, W, C) float32 input.
 
     Runs on request threads: PIL and numpy only, never MLX.
     """
-    from engine.image.data.images import decode_image_bytes
+    from engine.image.data.images import MAX_PIXELS, decode_image_bytes
 
-    return prep(decode_image_bytes(data, name))
+    return prep(decode_image_bytes(data, name, max_pixels or MAX_PIXELS))
 
 
 def now_ms() -> float:

@@ -33,6 +33,10 @@ class ServeSettings:
         max_batch: the largest classifier batch.
         max_tokens_limit: the most tokens one completion may ask for.
         default_max_tokens: max_tokens when a completion request gives none (capped by the limit).
+        allowed_origins: web origins (``http://host:port``, or ``*``) whose pages may call the service.
+        api_key: when set, every request needs ``Authorization: Bearer <api_key>``.
+        max_image_pixels: uploads whose header states more pixels are refused before decoding.
+        max_concurrent_decodes: images decoded at once; more requests wait their turn.
     """
 
     model: str = "default"
@@ -44,6 +48,10 @@ class ServeSettings:
     max_batch: int = 32
     max_tokens_limit: int = 4096
     default_max_tokens: int = 256
+    allowed_origins: tuple[str, ...] = ()
+    api_key: str | None = None
+    max_image_pixels: int = 16_777_216
+    max_concurrent_decodes: int = 2
 
     def validate(self) -> None:
         if not (0 <= self.port <= 65535):
@@ -56,6 +64,10 @@ class ServeSettings:
             raise UserError(f"the batch window must be 0 ms or more, not {self.batch_window_ms}")
         if self.default_max_tokens < 1 or self.max_tokens_limit < 1:
             raise UserError("max_tokens limits must be at least 1")
+        if self.max_image_pixels < 1 or self.max_concurrent_decodes < 1:
+            raise UserError("the image pixel and concurrent decode limits must be at least 1")
+        if self.api_key is not None and len(self.api_key) < 8:
+            raise UserError("the API key must be at least 8 characters")
 
 
 def is_loopback(host: str) -> bool:
@@ -68,13 +80,13 @@ def is_loopback(host: str) -> bool:
         return False
 
 
-def exposure_warning(host: str) -> str | None:
-    """A one-line warning when the service would be reachable from other machines."""
-    if is_loopback(host):
+def exposure_warning(host: str, api_key: str | None = None) -> str | None:
+    """A one-line warning when the service would be reachable from other machines without a key."""
+    if is_loopback(host) or api_key:
         return None
     return (
         f"warning: listening on {host} makes the model reachable from other machines; "
-        "the service has no authentication (bind 127.0.0.1 to keep it local)"
+        "the service has no authentication (bind 127.0.0.1 to keep it local, or pass --api-key)"
     )
 
 

@@ -105,7 +105,7 @@ class _Sampling(BaseModel):
     top_p: float = Field(default=1.0, gt=0.0, le=1.0)
     top_k: int = Field(default=0, ge=0)
     min_p: float = Field(default=0.0, ge=0.0, le=1.0)
-    seed: int | None = None
+    seed: int | None = Field(default=None, ge=0, le=2**63 - 1, description="0 .. 2^63-1")
     stop: str | list[str] | None = Field(default=None, description="stop strings; not included in the output")
     stream: bool = False
     stream_options: StreamOptions | None = None

@@ -96,7 +96,7 @@ class ServiceServer:
         self._sock: socket.socket | None = None
         self._stop_requested = False
         self.url: str | None = None
-        self.warning = exposure_warning(settings.host)
+        self.warning = exposure_warning(settings.host, settings.api_key)
 
     # -- status ------------------------------------------------------------------------------
     @property

@@ -137,6 +137,9 @@ def test_sigkill_mid_sweep_leaves_every_finished_row_consistent(tmp_path):
         assert row["recipe"] == rec.recipe
         assert float(row["accuracy"]) == pytest.approx(rec.metrics["accuracy"])
     assert json.loads((out / "sweep.json").read_text())["status"] == "running"  # it never finished
+    from engine.jobs.sweep_state import read_sweep_state
+
+    assert read_sweep_state(out).status == "interrupted"  # and reads so, its process being gone
     # The database takes new runs after the crash.
     store.add(RunRecord(kind="benchmark", model_name="after-crash", metrics={"x": 1.0}))
     assert store.count() == len(store.list())

@@ -23,7 +23,7 @@ LIMIT = 64 * 1024
 @pytest.fixture(scope="module")
 def client():
     worker = start_worker("default")
-    with TestClient(create_app(worker, ServeSettings(max_body_bytes=LIMIT))) as c:
+    with TestClient(create_app(worker, ServeSettings(max_body_bytes=LIMIT)), base_url="http://127.0.0.1") as c:
         yield c
     assert worker.stop()
 
@@ -125,7 +125,7 @@ def test_a_quantized_variant_is_served_like_predict_reports_it(tmp_path):
     ref = json.loads(buf.getvalue())["predictions"][0]["top_k"]
     worker = start_worker(str(out))
     try:
-        with TestClient(create_app(worker, ServeSettings())) as c:
+        with TestClient(create_app(worker, ServeSettings()), base_url="http://127.0.0.1") as c:
             assert c.get("/v1/models").json()["data"][0]["recipe"] == "int8"
             r = c.post("/v1/classify", files={"file": ("x.png", SAMPLES[3].read_bytes())}, data={"top_k": 3})
             _check_against_predict(r.json(), ref)

@@ -19,7 +19,9 @@ MESSAGES = [{"role": "system", "content": "be brief"}, {"role": "user", "content
 @pytest.fixture(scope="module")
 def lm(tiny_lm_dir):
     worker = start_worker(str(tiny_lm_dir))
-    with TestClient(create_app(worker, ServeSettings(model=str(tiny_lm_dir), max_tokens_limit=64))) as c:
+    with TestClient(
+        create_app(worker, ServeSettings(model=str(tiny_lm_dir), max_tokens_limit=64)), base_url="http://127.0.0.1"
+    ) as c:
         yield c
     assert worker.stop()
 
@@ -147,7 +149,7 @@ def test_a_tokenizer_without_chat_template_gets_a_plain_transcript(tmp_path):
     path = make_tiny_lm(tmp_path / "plain", chat_template=False)
     worker = start_worker(str(path))
     try:
-        with TestClient(create_app(worker, ServeSettings(model=str(path)))) as c:
+        with TestClient(create_app(worker, ServeSettings(model=str(path))), base_url="http://127.0.0.1") as c:
             body = c.post("/v1/chat/completions", json={"messages": MESSAGES, "max_tokens": 3}).json()
     finally:
         worker.stop()

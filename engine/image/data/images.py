@@ -11,6 +11,7 @@ import numpy as np
 from PIL import Image, ImageOps, UnidentifiedImageError
 
 from engine.core.errors import UserError
+from engine.core.native_gate import check_image_header
 
 IMAGE_SUFFIXES = {".png", ".jpg", ".jpeg", ".bmp", ".gif", ".tif", ".tiff", ".webp", ".ppm", ".pgm"}
 # A decompression bomb guard: far above any medical or photo image we expect.
@@ -29,11 +30,17 @@ def _check_file(path: Path) -> None:
 def _to_8bit_rgb_or_l(img: Image.Image) -> Image.Image:
     """Normalise the many PIL modes to 'L' or 'RGB' without losing meaning."""
     if img.mode in ("I;16", "I;16B", "I;16L", "I", "F"):
-        arr = np.asarray(img, dtype=np.float64)
-        lo, hi = float(arr.min()), float(arr.max())
-        # Scale the image's own range to 0..255 (16-bit scans rarely use the full range).
-        arr = (arr - lo) / (hi - lo) * 255.0 if hi > lo else np.zeros_like(arr)
-        return Image.fromarray(arr.round().astype(np.uint8), mode="L")
+        lo, hi = (float(v) for v in img.getextrema())
+        # Scale the image's own range to 0..255 (16-bit scans rarely use the full range), a band of
+        # rows at a time so a large scan is never copied whole, let alone as float64.
+        w, h = img.size
+        out = np.zeros((h, w), dtype=np.uint8)
+        if hi > lo:
+            step = max(1, (1 << 20) // max(1, w))
+            for r in range(0, h, step):
+                band = np.asarray(img.crop((0, r, w, min(h, r + step))), dtype=np.float64)
+                out[r : r + step] = ((band - lo) / (hi - lo) * 255.0).round().astype(np.uint8)
+        return Image.fromarray(out, mode="L")
     if img.mode == "P":
         img = img.convert("RGBA")
     if img.mode in ("RGBA", "LA", "PA"):
@@ -58,31 +65,31 @@ def load_image(path: str | Path) -> Image.Image:
     return _decode(path, path)
 
 
-def decode_image_bytes(data: bytes, name: str = "image") -> Image.Image:
+def decode_image_bytes(data: bytes, name: str = "image", max_pixels: int = MAX_PIXELS) -> Image.Image:
     """Decode an image held in memory (an upload) with the same checks as load_image.
 
     Args:
         data: the encoded file (PNG, JPEG, ...).
         name: what to call it in error messages (e.g. the uploaded file's name).
+        max_pixels: a tighter pixel limit (the service's per-request cap).
 
     Raises:
         UserError: empty, not an image, truncated/corrupt, or too large.
     """
     if not data:
         raise UserError("empty upload, not an image", name)
-    return _decode(io.BytesIO(data), name)
+    return _decode(io.BytesIO(data), name, max_pixels)
 
 
-def _decode(source: Path | BinaryIO, where: str | Path) -> Image.Image:
+def _decode(source: Path | BinaryIO, where: str | Path, max_pixels: int = MAX_PIXELS) -> Image.Image:
     try:
         with warnings.catch_warnings():
             warnings.simplefilter("error", Image.DecompressionBombWarning)
             with Image.open(source) as img:
-                w, h = img.size
-                if w * h > MAX_PIXELS:
-                    raise UserError(f"image is {w}x{h} pixels, over the {MAX_PIXELS:,}-pixel limit", where)
+                # PIL has parsed only the header: dimensions x channels x bit depth pass a budget first.
+                check_image_header(img.size, img.mode, where, max_pixels)
                 img.load()
-                img = ImageOps.exif_transpose(img)
+                ImageOps.exif_transpose(img, in_place=True)  # in place: no copy of an upright image
                 return _to_8bit_rgb_or_l(img)
     except UserError:
         raise

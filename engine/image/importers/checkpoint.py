@@ -10,7 +10,9 @@ import mlx.core as mx
 import numpy as np
 from mlx.utils import tree_flatten
 
+from engine.core.budgets import check_class_count
 from engine.core.errors import Cancelled, UserError
+from engine.core.native_gate import check_hdf5, check_safetensors
 from engine.image.bundle import ModelBundle, check_weights_fit
 from engine.image.data.preprocess import Preprocessing
 from engine.image.models import registry
@@ -38,6 +40,8 @@ def read_state_dict(path: str | Path) -> dict[str, np.ndarray]:
         raise UserError("checkpoint file is empty", path)
     suffix = path.suffix.lower()
     if suffix in (".safetensors", ".npz"):
+        if suffix == ".safetensors":
+            check_safetensors(path)  # a stated size beyond the file never reaches MLX's native reader
         try:
             loaded = mx.load(str(path))
         except (RuntimeError, ValueError, OSError) as exc:
@@ -99,6 +103,7 @@ def _read_keras_h5(path: Path) -> dict[str, np.ndarray]:
     except ImportError:
         raise UserError("reading .h5 needs the 'h5py' package (pip install h5py)", path) from None
     out = {}
+    check_hdf5(path, path)
     try:
         with h5py.File(path, "r") as f:
             root = f["model_weights"] if "model_weights" in f else f
@@ -211,6 +216,8 @@ def import_checkpoint(
         raise UserError(f"--labels gives {len(labels)} names but --num-classes is {num_classes}")
     if num_classes is None and labels is not None:
         num_classes = len(labels)
+    if num_classes is not None:
+        num_classes = check_class_count(num_classes, path)
     config = dict(arch.infer_config(raw)) if arch.infer_config is not None else {}
     config.update(arch_overrides or {})
     if num_classes is not None:

@@ -19,6 +19,8 @@ from pathlib import Path
 import numpy as np
 
 from engine.core.errors import Cancelled, UserError
+from engine.core.memory_guard import IMPORT_FACTOR
+from engine.core.native_gate import check_hdf5, read_zip_member
 from engine.image.bundle import ModelBundle
 from engine.image.data.preprocess import Preprocessing
 from engine.image.importers.graph_builder import GraphBuilder, open_source, require
@@ -525,12 +527,17 @@ def read_keras_file(path: Path) -> tuple[dict, object, object]:
     if zipfile.is_zipfile(path):
         try:
             with zipfile.ZipFile(path) as z:
-                cfg = json.loads(z.read("config.json"))
-                data = z.read("model.weights.h5")
+                # Stated sizes and ratios pass a budget before a member is inflated (zip bombs).
+                cfg = json.loads(read_zip_member(z, "config.json", path))
+                if "model.weights.h5" not in z.namelist():
+                    raise UserError("this .keras archive has no model.weights.h5 (the weights)", path)
+                data = read_zip_member(z, "model.weights.h5", path, factor=IMPORT_FACTOR)
         except (KeyError, zipfile.BadZipFile, json.JSONDecodeError, OSError) as exc:
             raise UserError(f"not a readable .keras archive ({exc})", path) from None
+        check_hdf5(data, path)  # the superblock's stated sizes, before h5py's C library follows them
         h5 = h5py.File(io.BytesIO(data), "r")
         return cfg, _Keras3Weights(h5), h5
+    check_hdf5(path, path)
     try:
         h5 = h5py.File(path, "r")
     except OSError as exc:

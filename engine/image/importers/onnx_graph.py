@@ -15,6 +15,7 @@ from pathlib import Path
 import numpy as np
 
 from engine.core.errors import Cancelled, UserError
+from engine.core.native_gate import check_onnx
 from engine.image.bundle import ModelBundle
 from engine.image.data.preprocess import Preprocessing
 from engine.image.importers.graph_builder import GraphBuilder, open_source, require
@@ -498,6 +499,7 @@ def import_onnx(
     path, report, stop = open_source(path, "ONNX", progress, should_stop)
     onnx = require("onnx", path)
     report(0.0, f"reading {path.name}")
+    check_onnx(path)  # size against protobuf's limit and the memory budget before the native parser
     try:
         model = onnx.load(str(path))
         model = onnx.shape_inference.infer_shapes(model)
