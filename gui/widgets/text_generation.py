@@ -116,6 +116,10 @@ class TextGenerationWidget(JobOwner, QWidget):
         self.speeds = [QLabel(""), QLabel("")]
         grid = QGridLayout()
         for i in range(2):
+            # Long model names and speed lines wrap instead of widening the window.
+            for label in (self.titles[i], self.speeds[i]):
+                label.setWordWrap(True)
+                label.setMinimumWidth(1)
             self.outputs[i].setReadOnly(True)
             grid.addWidget(self.titles[i], 0, i)
             grid.addWidget(self.outputs[i], 1, i)

@@ -57,6 +57,7 @@ def test_quantize_then_generate_side_by_side_stop_and_perplexity(qtbot, window, 
         ref = generate_text(load_language_model(path), "The whale", settings)
         assert tg.outputs[i].toPlainText() == "The whale" + ref.text
         assert "tokens/s" in tg.speeds[i].text()
+    assert window.minimumSizeHint().width() <= 1024, "long names and speed lines wrap, the window stays narrow"
 
     # Stop a long generation between tokens: the text so far stays.
     tg.max_tokens.setValue(5000)
