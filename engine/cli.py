@@ -113,6 +113,7 @@ def build_parser() -> argparse.ArgumentParser:
 # modules may both need the same option (e.g. evaluate --compare) without a clash.
 EXTENSIONS: list[str] = [
     "engine.quant.cli",
+    "engine.quant.intsim_cli",
     "engine.evaluate.cli",
     "engine.sweep_cli",
     "engine.llm.cli",
