@@ -168,7 +168,7 @@ def _lower_densenet(model) -> IntGraph:
         feats = [x]
         for j in range(1, block.n + 1):
             layer, lp = block[f"denselayer{j}"], f"{pre}.denselayer{j}"
-            inp = feats[0] if len(feats) == 1 else b.add(f"{lp}.cat", "concat", feats, {"axis": -1})
+            inp = b.add(f"{lp}.cat", "concat", feats, {"axis": -1})  # a tensor of its own even for one input
             y = b.act(f"{lp}.relu1", "relu", b.bn(f"{lp}.norm1", layer.norm1, inp))
             y = b.act(f"{lp}.relu2", "relu", b.bn(f"{lp}.norm2", layer.norm2, b.conv(f"{lp}.conv1", layer.conv1, y)))
             feats.append(b.conv(f"{lp}.conv2", layer.conv2, y))

@@ -4,7 +4,8 @@ Where :mod:`engine.quant.actsim` quantizes only the inputs of weight layers, thi
 graph a full-integer runtime executes (ORT ``quantize_static``, QDQ format, ``per_channel=True``):
 
 - BatchNorm folded into the convolution before it; weights int8, symmetric, one scale per output
-  channel; biases int32 with scale ``input_scale * weight_scale``;
+  channel; biases int32 with scale ``input_scale * weight_scale``; a BatchNorm that cannot fold
+  (DenseNet's pre-activation) keeps float mean/variance with an int8 gamma and int32 beta, as ORT's;
 - one (scale, zero point) per *tensor*, asymmetric uint8 (or int8), for the model input and the
   output of every op: convolutions and Linear (after their fused ReLU/ReLU6: ORT removes the
   activation and quantizes with the activation's range), additions, concatenations, global pooling,
@@ -27,7 +28,14 @@ import numpy as np
 
 from engine.errors import Cancelled, UserError
 from engine.quant.intgraph import WEIGHT_OPS, IntGraph, Op, compute, fold_batchnorm, lower, mx_params, run
-from engine.quant.intsim_math import ACT_TYPES, fake_quant, qparams, quantize_bias, quantize_weight
+from engine.quant.intsim_math import (
+    ACT_TYPES,
+    fake_quant,
+    qparams,
+    quantize_bias,
+    quantize_per_tensor,
+    quantize_weight,
+)
 from engine.quant.observers import ObserverSettings, TensorObserver
 
 KEEP_OPS = ("reshape", "flatten", "transpose", "squeeze", "unsqueeze", "identity", "pad")
@@ -216,13 +224,18 @@ class FullIntModel:
         for op in self.graph.ops:
             p = {k: mx.array(v) for k, v in op.params.items()}
             quantize_w = weights and (only is None or only == f"weights:{op.name}")
+            src = alias.get(op.inputs[0], op.inputs[0]) if op.inputs else ""
+            src = same.get(src, src)
             if op.op in WEIGHT_OPS and quantize_w:
-                src = alias.get(op.inputs[0], op.inputs[0])
-                src = same.get(src, src)
                 w, w_scales = quantize_weight(op.params["weight"])
                 p["weight"] = mx.array(w)
                 if "bias" in op.params and src in table:
                     p["bias"] = mx.array(quantize_bias(op.params["bias"], table[src].scale, w_scales))
+            elif op.op == "bn" and quantize_w and src in table:  # ORT's QDQ BatchNormalization
+                gamma, g_scale = quantize_per_tensor(op.params["gamma"])
+                p["gamma"] = mx.array(gamma)
+                g_scales = np.full(gamma.shape, g_scale, np.float32)
+                p["beta"] = mx.array(quantize_bias(op.params["beta"], table[src].scale, g_scales))
             params[op.name] = p
         self.params = params
 
@@ -299,7 +312,7 @@ def layer_errors(
     ops = {op.name: op for op in cal.graph.ops}
     sqnr = _sqnr(cal, images, batch_size, should_stop)
     targets = [(n, "activation") for n in cal.plan.own] + [(n, "activation") for n in same]
-    targets += [(op.name, "weights") for op in cal.graph.ops if op.op in WEIGHT_OPS]
+    targets += [(op.name, "weights") for op in cal.graph.ops if op.op in (*WEIGHT_OPS, "bn")]
     rows = []
     for k, (name, kind) in enumerate(targets):
         if progress is not None:

@@ -4,7 +4,8 @@ Mirrors ``onnxruntime.quantization.quant_utils.compute_scale_zp`` and ONNX ``Qua
 ranges are widened to contain zero; ``scale = (rmax - rmin) / (qmax - qmin)`` in float64, stored
 as float32; ``zero_point = round(qmin - rmin / scale)`` (round half to even); quantizing is
 ``saturate(round_half_even(x / scale) + zero_point)``. Weights are symmetric int8 per output
-channel over [-127, 127]; a bias is int32 with ``scale = input_scale * weight_scale``.
+channel over [-127, 127]; a bias is int32 with ``scale = input_scale * weight_scale``. An unfused
+BatchNorm gets the same treatment: gamma one int8 scale for the tensor, beta an int32 bias.
 """
 
 from __future__ import annotations
@@ -61,6 +62,13 @@ def quantize_weight(w: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     s = scale.reshape((-1,) + (1,) * (w.ndim - 1))
     q = np.clip(np.round(w / s), -WEIGHT_QMAX, WEIGHT_QMAX)
     return (q * s).astype(np.float32), scale
+
+
+def quantize_per_tensor(w: np.ndarray) -> tuple[np.ndarray, np.float32]:
+    """(dequantized float32 array, scale) of one symmetric int8 scale for the whole array (a BatchNorm's gamma)."""
+    w = np.asarray(w, np.float32)
+    deq, scale = quantize_weight(w.reshape(1, -1))
+    return deq.reshape(w.shape), scale[0]
 
 
 def quantize_bias(b: np.ndarray, input_scale: float, w_scales: np.ndarray) -> np.ndarray:

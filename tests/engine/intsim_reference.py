@@ -27,7 +27,7 @@ def class_images(n: int, seed: int, size: int = SIZE) -> tuple[np.ndarray, np.nd
     return x.astype(np.float32), y
 
 
-def settle(net, size: int = SIZE):
+def settle(net, size: int = SIZE, affine: bool = False):
     """Give a random-init torch net realistic BatchNorm statistics and a class-mean head, without training.
 
     A few train-mode passes set the running statistics; the head is a ridge regression of the labels on
@@ -36,9 +36,14 @@ def settle(net, size: int = SIZE):
     """
     import torch
 
+    g = torch.Generator().manual_seed(7)
     for m in net.modules():
         if isinstance(m, torch.nn.BatchNorm2d):
             m.momentum = None
+            if affine:  # distinct gammas/betas, as trained (identical ones are deduplicated by the exporter)
+                with torch.no_grad():
+                    m.weight.uniform_(0.5, 1.5, generator=g)
+                    m.bias.normal_(0.0, 0.1, generator=g)
     net.train()
     with torch.no_grad():
         for seed in range(3):
