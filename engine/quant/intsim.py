@@ -27,7 +27,7 @@ import mlx.nn as nn
 import numpy as np
 
 from engine.errors import Cancelled, UserError
-from engine.quant.intgraph import WEIGHT_OPS, IntGraph, Op, compute, fold_batchnorm, lower, mx_params, run
+from engine.quant.intgraph import WEIGHT_OPS, IntGraph, Op, fold_batchnorm, lower, mx_params, run
 from engine.quant.intsim_math import (
     ACT_TYPES,
     fake_quant,
@@ -366,18 +366,3 @@ def layer_rows(rows: tuple[LayerError, ...]) -> list[list]:
         [i + 1, r.tensor, r.kind, r.op, r.scale, r.zero_point, r.lo, r.hi, r.isolated_logit_error, r.sqnr_db]
         for i, r in enumerate(rows)
     ]
-
-
-__all__ = [
-    "IntSimSettings",
-    "IntCalibration",
-    "FullIntModel",
-    "LayerError",
-    "calibrate_fullint",
-    "float_model",
-    "layer_errors",
-    "logits",
-    "plan_quantization",
-    "prepare",
-    "compute",
-]
