@@ -37,6 +37,7 @@ COMMANDS: dict[str, Command] = {
     "sensitivity": Command("sensitivity", "per-layer sensitivity: quantize one layer at a time, KL and top-1 flips"),
     "autoquant": Command("autoquant", "search per-layer bit widths for the smallest model within a budget"),
     "actsim": Command("actsim", "int8 activation simulation: observers x calibration-set sizes"),
+    "intsim": Command("intsim", "full-integer int8 simulation (per-channel weights, every tensor int8, as ORT QDQ)"),
     "finetune": Command("finetune", "quantization-aware fine-tuning with optional distillation from a teacher"),
     "sweep": Command("sweep", "quantize with each recipe, evaluate and benchmark every variant; CSV + Pareto PNGs"),
     "throughput": Command("throughput", "latency and throughput of one model across batch sizes"),
