@@ -120,13 +120,18 @@ class TextGenerationWidget(JobOwner, QWidget):
             for label in (self.titles[i], self.speeds[i]):
                 label.setWordWrap(True)
                 label.setMinimumWidth(1)
+            self.speeds[i].setToolTip(
+                "Live rate while this text streams: tokens since the first one over the time since it, "
+                "detokenizing and streaming included. The Speed table's generation tok/s times the "
+                "decoding loop alone over a fixed prompt (Benchmark), so it reads higher."
+            )
             self.outputs[i].setReadOnly(True)
             grid.addWidget(self.titles[i], 0, i)
             grid.addWidget(self.outputs[i], 1, i)
             grid.addWidget(self.speeds[i], 2, i)
         outputs = QWidget()
         outputs.setLayout(grid)
-        self.speed_plot = LivePlot("Generation speed (live)", "tokens/s", "update")
+        self.speed_plot = LivePlot("Generation speed (live)", "tokens/s", "generated token")
 
         # Perplexity and speed of the chosen variants.
         self.text_path = QLineEdit(str(s.value("text/file", "")))
