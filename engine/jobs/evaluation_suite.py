@@ -101,6 +101,14 @@ class EvaluationSettings:
 
 
 @dataclass(frozen=True)
+class VariantRows:
+    """Partial result: every metric row of one variant, as soon as that variant is evaluated."""
+
+    variant: str
+    rows: tuple[Row, ...]
+
+
+@dataclass(frozen=True)
 class VariantOutcome:
     """One variant's evaluation: the clean result, its metrics, rows and stored record."""
 
@@ -213,7 +221,7 @@ class EvaluationSuiteJob:
                 ag = _agreement(names[0], clean[0], metrics[0], res, vm)
                 rows[i] += ag.long_rows(name)
             agreements.append(ag)
-            ctx.partial(("variant", name, tuple(rows[i])))
+            ctx.partial(VariantRows(name, tuple(rows[i])))
 
         for corruption in conditions:
             ref_res = ref_vm = None

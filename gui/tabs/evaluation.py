@@ -35,7 +35,7 @@ from PySide6.QtWidgets import (
 
 from engine.core.errors import UserError
 from engine.image.data.corruptions import CORRUPTION_NAMES, parse_severities
-from engine.jobs.evaluation_suite import EvaluationSettings, EvaluationSuiteJob, SuiteOutcome
+from engine.jobs.evaluation_suite import EvaluationSettings, EvaluationSuiteJob, SuiteOutcome, VariantRows
 from engine.measure.evaluate.operating_point import OperatingPointSpec
 from engine.measure.evaluate.rows import Row, RowTable, variants_in
 from engine.measure.results import RunRecord
@@ -45,6 +45,7 @@ from gui.state import AppState, settings
 from gui.widgets.confusion_view import ConfusionView
 from gui.widgets.export import ExportBar
 from gui.widgets.job_owner import JobOwner
+from gui.widgets.partials import dispatch
 from gui.widgets.per_class_view import PerClassView, _delta, _fmt
 from gui.widgets.reliability_view import ReliabilityView
 from gui.widgets.robustness_view import RobustnessView
@@ -484,9 +485,7 @@ class EvaluationTab(JobOwner, QWidget):
         self.status.setText(f"{100 * fraction:.0f}% · {message}")
 
     def _on_partial(self, payloads: tuple) -> None:
-        for p in payloads:
-            if isinstance(p, tuple) and len(p) == 3 and p[0] == "variant":
-                self.rows += list(p[2])
+        dispatch(payloads, {VariantRows: lambda p: self.rows.extend(p.rows)})
         if self.rows:
             self.show_rows(self.rows)
 

@@ -27,6 +27,7 @@ from gui.router import JobRouter
 from gui.state import AppState, settings
 from gui.widgets.job_panel import JobPanel
 from gui.widgets.pareto_plot import ParetoPlot, accuracy_points
+from gui.widgets.partials import dispatch
 from gui.widgets.table_model import Column, fmt_float, fmt_percent
 
 DEFAULT_RECIPES = "fp32,fp16,int8,int4"
@@ -149,17 +150,20 @@ class SweepPanel(JobPanel):
     # -- results -------------------------------------------------------------------------
     def _on_partial(self, payloads: tuple) -> None:
         self.forward_samples(payloads)
-        for p in payloads:
-            if isinstance(p, SweepRow):
-                self.rows.append(p)
-                self.model.append(p)
-                self.state.add(p.values["model_path"])
-                self.status.setText(f"Sweep {p.sweep_id}: {len(self.rows)} variants done · {self.out_dir}")
-            elif isinstance(p, SweepStarted):
-                self.sweep_id, self.out_dir = p.sweep_id, p.out_dir
-        if any(isinstance(p, SweepRow) for p in payloads):
+        before = len(self.rows)
+        dispatch(payloads, {SweepRow: self._on_row, SweepStarted: self._on_started})
+        if len(self.rows) > before:
             self._update_plots()
             self.table.resizeColumnsToContents()
+
+    def _on_started(self, p: SweepStarted) -> None:
+        self.sweep_id, self.out_dir = p.sweep_id, p.out_dir
+
+    def _on_row(self, p: SweepRow) -> None:
+        self.rows.append(p)
+        self.model.append(p)
+        self.state.add(p.values["model_path"])
+        self.status.setText(f"Sweep {p.sweep_id}: {len(self.rows)} variants done · {self.out_dir}")
 
     def _update_plots(self) -> None:
         items = [(r.recipe, r.values, r.run_id) for r in self.rows]
