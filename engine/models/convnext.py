@@ -99,6 +99,8 @@ class ConvNeXt(nn.Module):
 
 
 TIMM_RULES = [
+    (r"^head\.norm\.", "classifier.0."),
+    (r"^head\.fc\.", "classifier.2."),
     (r"^stem\.0\.", "features.0.0."),
     (r"^stem\.1\.", "features.0.1."),
     (r"^stages\.(\d+)\.downsample\.(\d)\.", lambda m: f"features.{2 * int(m.group(1))}.{m.group(2)}."),
@@ -108,8 +110,6 @@ TIMM_RULES = [
     (r"\.mlp\.fc1\.", ".block.3."),
     (r"\.mlp\.fc2\.", ".block.5."),
     (r"\.gamma$", ".layer_scale"),
-    (r"^head\.norm\.", "classifier.0."),
-    (r"^head\.fc\.", "classifier.2."),
 ]
 
 
