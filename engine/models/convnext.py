@@ -30,6 +30,7 @@ class ConvNeXtConfig(ArchConfig):
     dims: tuple = (96, 192, 384, 768)
     depths: tuple = (3, 3, 9, 3)
     in_channels: int = 3
+    head_eps: float = EPS  # the classifier's LayerNorm2d (Hugging Face uses layer_norm_eps, 1e-12)
 
 
 @dataclass(frozen=True)
@@ -81,7 +82,7 @@ class ConvNeXt(nn.Module):
             if i + 1 < len(dims):
                 features.append([nn.LayerNorm(dim, eps=EPS), nn.Conv2d(dim, dims[i + 1], 2, 2, bias=True)])
         self.features = features
-        self.classifier = [nn.LayerNorm(dims[-1], eps=EPS), {}, nn.Linear(dims[-1], config.num_classes)]
+        self.classifier = [nn.LayerNorm(dims[-1], eps=config.head_eps), {}, nn.Linear(dims[-1], config.num_classes)]
 
     def forward_features(self, x: mx.array) -> mx.array:
         conv, norm = self.features[0]

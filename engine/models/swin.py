@@ -34,6 +34,7 @@ class SwinConfig(ArchConfig):
     window_size: int = 7
     mlp_ratio: float = 4.0
     in_channels: int = 3
+    eps: float = EPS
 
 
 @dataclass(frozen=True)
@@ -110,11 +111,11 @@ class ShiftedWindowAttention(nn.Module):
 
 
 class SwinBlock(nn.Module):
-    def __init__(self, dim: int, heads: int, window: int, shift: int, mlp_ratio: float):
+    def __init__(self, dim: int, heads: int, window: int, shift: int, mlp_ratio: float, eps: float = EPS):
         super().__init__()
-        self.norm1 = nn.LayerNorm(dim, eps=EPS)
+        self.norm1 = nn.LayerNorm(dim, eps=eps)
         self.attn = ShiftedWindowAttention(dim, heads, window, shift)
-        self.norm2 = nn.LayerNorm(dim, eps=EPS)
+        self.norm2 = nn.LayerNorm(dim, eps=eps)
         hidden = int(dim * mlp_ratio)
         self.mlp = [nn.Linear(dim, hidden), {}, {}, nn.Linear(hidden, dim)]
 
@@ -124,10 +125,10 @@ class SwinBlock(nn.Module):
 
 
 class PatchMerging(nn.Module):
-    def __init__(self, dim: int):
+    def __init__(self, dim: int, eps: float = EPS):
         super().__init__()
         self.reduction = nn.Linear(4 * dim, 2 * dim, bias=False)
-        self.norm = nn.LayerNorm(4 * dim, eps=EPS)
+        self.norm = nn.LayerNorm(4 * dim, eps=eps)
 
     def __call__(self, x: mx.array) -> mx.array:
         h, w = x.shape[1], x.shape[2]
@@ -144,17 +145,20 @@ class SwinTransformer(nn.Module):
             raise ValueError("depths and num_heads must have the same length")
         self.config = config
         c, p, ws = config.embed_dim, config.patch_size, config.window_size
-        features: list = [[nn.Conv2d(config.in_channels, c, p, p, bias=True), {}, nn.LayerNorm(c, eps=EPS)]]
+        features: list = [[nn.Conv2d(config.in_channels, c, p, p, bias=True), {}, nn.LayerNorm(c, eps=config.eps)]]
         for i, (depth, heads) in enumerate(zip(config.depths, config.num_heads, strict=True)):
             dim = c * 2**i
             features.append(
-                [SwinBlock(dim, heads, ws, 0 if j % 2 == 0 else ws // 2, config.mlp_ratio) for j in range(depth)]
+                [
+                    SwinBlock(dim, heads, ws, 0 if j % 2 == 0 else ws // 2, config.mlp_ratio, config.eps)
+                    for j in range(depth)
+                ]
             )
             if i + 1 < len(config.depths):
-                features.append(PatchMerging(dim))
+                features.append(PatchMerging(dim, config.eps))
         self.features = features
         last = c * 2 ** (len(config.depths) - 1)
-        self.norm = nn.LayerNorm(last, eps=EPS)
+        self.norm = nn.LayerNorm(last, eps=config.eps)
         self.head = nn.Linear(last, config.num_classes)
 
     def forward_features(self, x: mx.array) -> mx.array:

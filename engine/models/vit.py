@@ -35,6 +35,8 @@ class ViTConfig(ArchConfig):
     hidden_dim: int = 768
     mlp_dim: int = 3072
     in_channels: int = 3
+    eps: float = EPS  # Hugging Face ViTs use 1e-12
+    dist_token: bool = False  # DeiT's distillation token after the class token (the head reads the class token)
 
 
 @dataclass(frozen=True)
@@ -84,11 +86,11 @@ class Attention(nn.Module):
 
 
 class EncoderBlock(nn.Module):
-    def __init__(self, dim: int, heads: int, mlp_dim: int):
+    def __init__(self, dim: int, heads: int, mlp_dim: int, eps: float = EPS):
         super().__init__()
-        self.ln_1 = nn.LayerNorm(dim, eps=EPS)
+        self.ln_1 = nn.LayerNorm(dim, eps=eps)
         self.self_attention = Attention(dim, heads)
-        self.ln_2 = nn.LayerNorm(dim, eps=EPS)
+        self.ln_2 = nn.LayerNorm(dim, eps=eps)
         self.mlp = [nn.Linear(dim, mlp_dim), {}, {}, nn.Linear(mlp_dim, dim)]
 
     def __call__(self, x: mx.array) -> mx.array:
@@ -101,9 +103,9 @@ class Encoder(nn.Module):
         super().__init__()
         self.pos_embedding = mx.zeros((1, seq_len, c.hidden_dim))
         self.layers = {
-            f"encoder_layer_{i}": EncoderBlock(c.hidden_dim, c.num_heads, c.mlp_dim) for i in range(c.num_layers)
+            f"encoder_layer_{i}": EncoderBlock(c.hidden_dim, c.num_heads, c.mlp_dim, c.eps) for i in range(c.num_layers)
         }
-        self.ln = nn.LayerNorm(c.hidden_dim, eps=EPS)
+        self.ln = nn.LayerNorm(c.hidden_dim, eps=c.eps)
 
     def blocks(self) -> list[EncoderBlock]:
         return [self.layers[f"encoder_layer_{i}"] for i in range(len(self.layers))]
@@ -119,11 +121,13 @@ class VisionTransformer(nn.Module):
         p = config.patch_size
         self.conv_proj = nn.Conv2d(config.in_channels, config.hidden_dim, p, p, bias=True)
         self.class_token = mx.zeros((1, 1, config.hidden_dim))
-        self.encoder = Encoder(self.grid * self.grid + 1, config)
+        if config.dist_token:
+            self.dist_token = mx.zeros((1, 1, config.hidden_dim))
+        self.encoder = Encoder(self.grid * self.grid + 1 + int(config.dist_token), config)
         self.heads = {"head": nn.Linear(config.hidden_dim, config.num_classes)}
 
     def tokens(self, x: mx.array) -> mx.array:
-        """(N, H, W, C) images -> (N, 1 + grid², D) tokens before the encoder blocks."""
+        """(N, H, W, C) images -> (N, 1 [+ 1] + grid², D) tokens before the encoder blocks."""
         x = self.conv_proj(x)
         n, gh, gw, d = x.shape
         if (gh, gw) != (self.grid, self.grid):
@@ -131,8 +135,10 @@ class VisionTransformer(nn.Module):
                 f"this ViT takes {self.config.image_size}x{self.config.image_size} images, got a {gh}x{gw} patch grid"
             )
         x = x.reshape(n, gh * gw, d)
-        cls = mx.broadcast_to(self.class_token, (n, 1, d))
-        return mx.concatenate([cls, x], axis=1) + self.encoder.pos_embedding
+        prefix = [mx.broadcast_to(self.class_token, (n, 1, d))]
+        if self.config.dist_token:
+            prefix.append(mx.broadcast_to(self.dist_token, (n, 1, d)))
+        return mx.concatenate([*prefix, x], axis=1) + self.encoder.pos_embedding
 
     def __call__(self, x: mx.array) -> mx.array:
         x = self.tokens(x)
@@ -157,7 +163,7 @@ TIMM_RULES = [
 ]
 
 UNSUPPORTED = {
-    "dist_token": "distilled DeiT (dist_token, head_dist); use the non-distilled deit_* model",
+    "head_dist.weight": "distilled DeiT (dist_token, head_dist); use the non-distilled deit_* model",
     "heads.pre_logits.weight": "a ViT with a representation layer (heads.pre_logits)",
     "fc_norm.weight": "a ViT with global-average pooling (fc_norm)",
     "reg_token": "a ViT with register tokens (reg_token)",
@@ -199,7 +205,8 @@ def infer_config(weights: dict) -> dict:
     # conv_proj is (D, C, p, p) in PyTorch layout or (D, p, p, C) in MLX layout.
     torch_layout = proj.shape[2] == proj.shape[3] and proj.shape[1] != proj.shape[2]
     p = int(proj.shape[2] if torch_layout else proj.shape[1])
-    grid = int(round((pos.shape[1] - 1) ** 0.5))
+    dist = "dist_token" in weights
+    grid = int(round((pos.shape[1] - 1 - int(dist)) ** 0.5))
     n_layers = len({k.split(".")[2] for k in weights if k.startswith("encoder.layers.")})
     mlp = weights.get("encoder.layers.encoder_layer_0.mlp.0.weight")
     cfg.update(
@@ -209,6 +216,7 @@ def infer_config(weights: dict) -> dict:
         image_size=grid * p,
         num_layers=n_layers,
         in_channels=int(proj.shape[1] if torch_layout else proj.shape[3]),
+        dist_token=dist,
     )
     if mlp is not None:
         cfg["mlp_dim"] = int(mlp.shape[0])

@@ -15,6 +15,17 @@ import torch
 
 from tests.torchvision_ref import torchvision  # noqa: F401  (before any torchvision.models import)
 
+# Embeddings and tables under torchvision's, timm's and transformers' names.
+TOKENS = (
+    "class_token",
+    "pos_embedding",
+    "relative_position_bias_table",
+    "cls_token",
+    "pos_embed",
+    "distillation_token",
+    "position_embeddings",
+)
+
 
 def randomize(
     model: torch.nn.Module, seed: int = 0, residual_gamma: tuple[float, float] | None = None
@@ -61,9 +72,9 @@ def randomize(
                     bn.weight.copy_(rand(bn.weight.shape, *residual_gamma))
         for name, p in model.named_parameters():
             leaf = name.rsplit(".", 1)[-1]
-            if leaf == "layer_scale":
+            if leaf in ("layer_scale", "layer_scale_parameter", "gamma"):
                 p.copy_(rand(p.shape, 0.1, 0.5))
-            elif leaf in ("class_token", "pos_embedding", "relative_position_bias_table"):
+            elif leaf in TOKENS:
                 p.copy_(normal(p.shape, 0.5))
             elif float(p.abs().max()) == 0.0:
                 # Zero-initialised tensors (ViT's head, biases) would hide a dropped or misplaced one.

@@ -98,6 +98,7 @@ def test_unsupported_variants_are_named(tmp_path):
     vit = _vit(1, 2, 64, 128)
     sd = {k: v.clone() for k, v in vit.state_dict().items()}
     sd["dist_token"] = torch.zeros(1, 1, 64)
+    sd["head_dist.weight"] = torch.zeros(10, 64)
     torch.save(sd, tmp_path / "deit_distilled.pth")
     with pytest.raises(UserError, match="distilled DeiT"):
         import_checkpoint("deit_small", tmp_path / "deit_distilled.pth")
