@@ -81,6 +81,13 @@ class ShiftedWindowAttention(nn.Module):
         self.relative_position_bias_table = mx.zeros(((2 * window - 1) ** 2, heads))
         self._index = mx.array(relative_position_index(window).reshape(-1))
 
+    def matmul_macs(self, input_shape: tuple[int, ...]) -> int:
+        """q·kᵀ and attention·v over the padded map's windows for one (1, H, W, C) input."""
+        _, h, w, c = input_shape
+        ws = self.window
+        windows = -(-h // ws) * -(-w // ws)
+        return windows * 2 * (ws * ws) ** 2 * c
+
     def __call__(self, x: mx.array) -> mx.array:
         b, h, w, c = x.shape
         ws, heads = self.window, self.num_heads

@@ -77,6 +77,12 @@ class Attention(nn.Module):
         self.in_proj = nn.Linear(dim, 3 * dim)
         self.out_proj = nn.Linear(dim, dim)
 
+    @staticmethod
+    def matmul_macs(input_shape: tuple[int, ...]) -> int:
+        """q·kᵀ and attention·v for one input of (1, tokens, width): 2·n²·d."""
+        _, n, d = input_shape
+        return 2 * n * n * d
+
     def __call__(self, x: mx.array) -> mx.array:
         b, n, d = x.shape
         h = self.num_heads
