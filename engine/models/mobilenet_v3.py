@@ -90,11 +90,12 @@ class InvertedResidual(nn.Module):
         super().__init__()
         self.act = act
         self.use_res = stride == 1 and inp == out
-        self.expands = expanded != inp
         layers: list = []
-        if self.expands:
+        if expanded != inp:
             layers.append(conv_norm(inp, expanded, 1, eps=EPS))
         layers.append(conv_norm(expanded, expanded, kernel, stride, groups=expanded, eps=EPS))
+        # By index, not isinstance: Grad-CAM wraps every module while it runs.
+        self.se_index = len(layers) if use_se else -1
         if use_se:
             layers.append(SqueezeExcitation(expanded, make_divisible(expanded // 4, 8)))
         layers.append(conv_norm(expanded, out, 1, eps=EPS))
@@ -102,8 +103,8 @@ class InvertedResidual(nn.Module):
 
     def __call__(self, x: mx.array) -> mx.array:
         y = x
-        for layer in self.block[:-1]:
-            y = layer(y) if isinstance(layer, SqueezeExcitation) else _act(run_conv_norm(layer, y, None), self.act)
+        for i, layer in enumerate(self.block[:-1]):
+            y = layer(y) if i == self.se_index else _act(run_conv_norm(layer, y, None), self.act)
         y = run_conv_norm(self.block[-1], y, None)
         return x + y if self.use_res else y
 

@@ -104,6 +104,17 @@ class EncoderBlock(nn.Module):
         return x + self.mlp[3](nn.gelu(self.mlp[0](self.ln_2(x))))
 
 
+class PatchGrid(nn.Module):
+    """The identity on the patch tokens seen as a (N, grid, grid, D) map: a ViT's Grad-CAM target.
+
+    It sits on the last block's input, so the class score's gradient reaches it through that
+    block's attention (after the last block the head reads the class token alone).
+    """
+
+    def __call__(self, x: mx.array) -> mx.array:
+        return x
+
+
 class Encoder(nn.Module):
     def __init__(self, seq_len: int, c: ViTConfig):
         super().__init__()
@@ -113,8 +124,21 @@ class Encoder(nn.Module):
         }
         self.ln = nn.LayerNorm(c.hidden_dim, eps=c.eps)
 
-    def blocks(self) -> list[EncoderBlock]:
-        return [self.layers[f"encoder_layer_{i}"] for i in range(len(self.layers))]
+    def __call__(self, x: mx.array, patch_grid: nn.Module, prefix: int, grid: int) -> mx.array:
+        """Position embeddings, the blocks (``patch_grid`` on the last one's patch tokens) and the final norm.
+
+        Submodules are reached only by calling them (Grad-CAM wraps every module).
+        """
+        x = x + self.pos_embedding
+        names = [f"encoder_layer_{i}" for i in range(len(self.layers))]
+        for name in names[:-1]:
+            x = self.layers[name](x)
+        n, _, d = x.shape
+        patches = patch_grid(x[:, prefix:].reshape(n, grid, grid, d))
+        x = mx.concatenate([x[:, :prefix], patches.reshape(n, grid * grid, d)], axis=1)
+        if names:
+            x = self.layers[names[-1]](x)
+        return self.ln(x)
 
 
 class VisionTransformer(nn.Module):
@@ -131,9 +155,10 @@ class VisionTransformer(nn.Module):
             self.dist_token = mx.zeros((1, 1, config.hidden_dim))
         self.encoder = Encoder(self.grid * self.grid + 1 + int(config.dist_token), config)
         self.heads = {"head": nn.Linear(config.hidden_dim, config.num_classes)}
+        self.patch_grid = PatchGrid()
 
     def tokens(self, x: mx.array) -> mx.array:
-        """(N, H, W, C) images -> (N, 1 [+ 1] + grid², D) tokens before the encoder blocks."""
+        """(N, H, W, C) images -> (N, 1 [+ 1] + grid², D) tokens, before the position embeddings."""
         x = self.conv_proj(x)
         n, gh, gw, d = x.shape
         if (gh, gw) != (self.grid, self.grid):
@@ -144,13 +169,11 @@ class VisionTransformer(nn.Module):
         prefix = [mx.broadcast_to(self.class_token, (n, 1, d))]
         if self.config.dist_token:
             prefix.append(mx.broadcast_to(self.dist_token, (n, 1, d)))
-        return mx.concatenate([*prefix, x], axis=1) + self.encoder.pos_embedding
+        return mx.concatenate([*prefix, x], axis=1)
 
     def __call__(self, x: mx.array) -> mx.array:
-        x = self.tokens(x)
-        for blk in self.encoder.blocks():
-            x = blk(x)
-        return self.heads["head"](self.encoder.ln(x)[:, 0])
+        x = self.encoder(self.tokens(x), self.patch_grid, 1 + int(self.config.dist_token), self.grid)
+        return self.heads["head"](x[:, 0])
 
 
 TIMM_RULES = [
