@@ -121,3 +121,27 @@ def test_unsupported_models_are_named(tmp_path):
     (folder / "model.safetensors").unlink()
     with pytest.raises(UserError, match="no weights"):
         import_file(folder)
+
+
+def test_cli_imports_a_folder(tmp_path):
+    import subprocess
+    import sys
+    from pathlib import Path
+
+    folder, x, want = _folder(tmp_path, "vit")
+    root = Path(__file__).resolve().parents[2]
+    out = tmp_path / "bundle"
+    run = subprocess.run(
+        [sys.executable, str(root / "main.py"), "import", "--weights", str(folder), "--out", str(out)],
+        capture_output=True,
+        text=True,
+        timeout=300,
+        cwd=root,
+    )
+    assert run.returncode == 0, run.stderr
+    assert "vit_b_16 (5 classes" in run.stdout
+    from engine.bundle import load_bundle
+
+    bundle = load_bundle(out)
+    assert bundle.labels[1] == "melanoma"
+    check_parity(bundle.predict_logits(np.ascontiguousarray(x.transpose(0, 2, 3, 1))), want)

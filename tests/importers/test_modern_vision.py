@@ -115,3 +115,19 @@ def test_wrong_family_is_named(tmp_path):
     with pytest.raises(UserError) as err:
         import_checkpoint("convnext_tiny", path)
     assert "\n" not in str(err.value)
+
+
+def test_vit_input_size_follows_its_position_embeddings(tmp_path):
+    from torchvision.models import VisionTransformer
+
+    from engine.model_card import model_card
+
+    model = randomize(VisionTransformer(64, 8, 1, 2, 32, 64, num_classes=3))
+    x = reference_input((2, 3, 64, 64))
+    bundle = import_checkpoint(
+        "vit_b_16", save_state_dict(model, tmp_path / "vit64.pth"), arch_overrides={"num_heads": 2}
+    )
+    assert bundle.preprocessing.input_size == (64, 64)
+    assert (bundle.arch_config["image_size"], bundle.arch_config["patch_size"]) == (64, 8)
+    assert model_card(bundle).macs > 0
+    check_parity(bundle.predict_logits(x.transpose(0, 2, 3, 1).copy()), logits(model, x))
