@@ -30,6 +30,7 @@ ACTIVATION_OPS = {
     "HardSwish": "hardswish",
     "Tanh": "tanh",
     "Softplus": "softplus",
+    "Erf": "erf",
 }
 ELEMENTWISE_OPS = {"Add": "add", "Sub": "sub", "Mul": "mul", "Div": "div", "Max": "max", "Min": "min"}
 SUPPORTED = sorted(
@@ -61,6 +62,7 @@ SUPPORTED = sorted(
         "Dropout",
         "Constant",
         "Cast",
+        "LayerNormalization",
     }
 )
 NUMPY_FOLD = {
@@ -302,6 +304,25 @@ class _Converter:
             return self.b.linear(x, node.name or "matmul", w, None), "plain", self.rank(x)
         y = self.plain(self.get(node, 1))
         return self.b.add("matmul", [x, y], node.name or "matmul"), "plain", max(self.rank(x), self.rank(y))
+
+    def op_layernormalization(self, node, a):
+        """LayerNormalization over the last axis with constant scale and bias (ConvNeXt, transformers)."""
+        x = self.get(node, 0)
+        rank = self.rank(x)
+        axis = a.get("axis", -1)
+        if axis not in (-1, rank - 1):
+            self.fail(node, f"LayerNormalization over axis {axis} is not supported (only the last axis)")
+        scale = self.const_input(node, 1)
+        bias = self.const_input(node, 2) if len(node.input) > 2 and node.input[2] else None
+        if scale is None:
+            self.fail(node, "LayerNormalization with a computed scale is not supported")
+        x = self.plain(x)  # the last axis of the ONNX tensor, whatever layout it came in
+        c = int(scale.shape[-1])
+        params = {"weight": scale.reshape(c), "bias": bias.reshape(c) if bias is not None else np.zeros(c, np.float32)}
+        out = self.b.add_param(
+            "layer_norm", [x], node.name or "layer_norm", params, channels=c, eps=a.get("epsilon", 1e-5)
+        )
+        return out, "plain", rank
 
     def op_flatten(self, node, a):
         x = self.get(node, 0)

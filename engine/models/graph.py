@@ -74,6 +74,8 @@ def make_module(op: str, a: dict) -> nn.Module | None:
         return nn.BatchNorm(int(a["channels"]), eps=float(a.get("eps", 1e-5)))
     if op == "linear":
         return nn.Linear(int(a["in"]), int(a["out"]), bias=bool(a.get("bias", True)))
+    if op == "layer_norm":  # over the last axis (ONNX LayerNormalization, axis -1)
+        return nn.LayerNorm(int(a["channels"]), eps=float(a.get("eps", 1e-5)), affine=True)
     return None
 
 
@@ -112,6 +114,8 @@ def _act(x: mx.array, a: dict) -> mx.array:
         return nn.gelu(x) if not a.get("approximate") else nn.gelu_approx(x)
     if kind == "softplus":
         return nn.softplus(x)
+    if kind == "erf":  # PyTorch's exact GELU exports as x * 0.5 * (1 + erf(x / sqrt 2))
+        return mx.erf(x)
     if kind == "hardsigmoid":
         return mx.clip(x * a.get("alpha", 1 / 6) + a.get("beta", 0.5), 0.0, 1.0)
     if kind == "softmax":
@@ -146,7 +150,7 @@ def run_op(op: str, a: dict, xs: list, module) -> mx.array:
         if (top, left) != (bottom, right):
             x = mx.pad(x, [(0, 0), (top, bottom), (left, right), (0, 0)])
         return module(x)
-    if op in ("bn", "linear"):
+    if op in ("bn", "linear", "layer_norm"):
         return module(xs[0])
     if op == "act":
         return _act(xs[0], a)
