@@ -10,7 +10,7 @@ through the bundle's own preprocessing (shorter side to 256, centre crop 224,
 ImageNet mean/std), float vs int8 top-1 and mean KL. Also prints the architectures
 table (trainable parameters and MACs at 224x224, attention matmuls included).
 
-    python bench/vision_quant_sizes.py [--images 32] [--table-only]
+    python bench/vision_quant_sizes.py [--images 6] [--table-only | --recipes-only]
 """
 
 from __future__ import annotations
@@ -57,6 +57,36 @@ def architecture_table() -> None:
         print(f"| {name} | {params / 1e6:.2f} M | {sum(macs.values()) / 1e9:.3f} | {attn / 1e9:.3f} |")
 
 
+RECIPE_ARCHS = ["mobilenet_v3_large", "efficientnet_v2_s", "regnet_y_400mf", "convnext_tiny", "vit_s_16", "swin_t"]
+
+
+def recipe_table() -> None:
+    """Which layers each recipe quantizes, per family: layer counts by kind and stored format."""
+    from collections import Counter
+
+    from engine.bundle import ModelBundle
+    from engine.models import registry
+    from engine.quant.inventory import estimate, inventory
+    from engine.quant.recipes import make_recipe
+
+    print(
+        "| architecture | recipe | planned layers by kind and format (norms, biases, class token, position tables stay float32) |"
+    )
+    print("| --- | --- | --- |")
+    for name in RECIPE_ARCHS:
+        arch = registry.get(name)
+        cfg = arch.default_config()
+        model = arch.build(cfg)
+        model.eval()
+        bundle = ModelBundle(name, name, cfg, arch.default_preprocessing, [str(i) for i in range(1000)], model)
+        inv = inventory(bundle, fold_bn=False)
+        for recipe in ("int8", "int4", "mixed-4-8"):
+            plan = estimate(inv, make_recipe(recipe))
+            counts = Counter((r.kind, r.format) for r in plan.layers)
+            cells = ", ".join(f"{n} {kind} {fmt}" for (kind, fmt), n in sorted(counts.items()))
+            print(f"| {name} | {recipe} | {cells} |")
+
+
 def synthetic_images(n: int, seed: int = 0):
     """Photo-like RGB images (smooth noise plus edges), 320x256, as PIL images."""
     import numpy as np
@@ -93,8 +123,9 @@ def reference_bundle(name: str, tmp: Path):
 
 def main(argv=None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    ap.add_argument("--images", type=int, default=32)
+    ap.add_argument("--images", type=int, default=6)
     ap.add_argument("--table-only", action="store_true")
+    ap.add_argument("--recipes-only", action="store_true", help="only the recipe table")
     args = ap.parse_args(argv)
     import mlx.core as mx
     import numpy as np
@@ -103,6 +134,9 @@ def main(argv=None) -> int:
     from engine.quant.apply import quantize_model
     from engine.quant.recipes import make_recipe
 
+    if args.recipes_only:
+        recipe_table()
+        return 0
     architecture_table()
     if args.table_only:
         return 0
@@ -118,7 +152,7 @@ def main(argv=None) -> int:
             fp32.save(tmp / f"{name}-fp32")
             size0 = fp32.size_on_disk()
             x = np.stack([fp32.preprocessing(img) for img in images])
-            ref = np.concatenate([fp32.predict_logits(x[i : i + 8]) for i in range(0, len(x), 8)])
+            ref = np.concatenate([fp32.predict_logits(x[i : i + 1]) for i in range(len(x))])
             cells, agree, kl, secs = {}, None, None, 0.0
             for recipe in ("int8", "int4"):
                 work = load_bundle(tmp / f"{name}-fp32")
@@ -133,7 +167,7 @@ def main(argv=None) -> int:
                 q.save(tmp / f"{name}-{recipe}")
                 cells[recipe] = q.size_on_disk() / size0
                 if recipe == "int8":
-                    got = np.concatenate([q.predict_logits(x[i : i + 8]) for i in range(0, len(x), 8)])
+                    got = np.concatenate([q.predict_logits(x[i : i + 1]) for i in range(len(x))])
                     agree = float((got.argmax(1) == ref.argmax(1)).mean())
                     p = np.exp(ref - ref.max(1, keepdims=True))
                     p /= p.sum(1, keepdims=True)
