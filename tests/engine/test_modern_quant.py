@@ -68,3 +68,32 @@ def test_int8_quantizes_the_new_layers_and_round_trips(tmp_path, arch, must_quan
     variant.save(tmp_path / "int8")
     again = load_bundle(tmp_path / "int8").predict_logits(x)
     np.testing.assert_allclose(again, got, rtol=1e-5, atol=1e-5 * np.abs(got).max())
+
+
+def test_sensitivity_ranks_a_vit_attention_layer_alone(tmp_path):
+    """The sensitivity analysis sees the ViT's attention and MLP Linears, one at a time."""
+    from scipy.special import softmax
+    from scipy.stats import entropy
+    from torchvision.models import VisionTransformer
+
+    from engine.quant.calibration import LabelledImages
+    from engine.quant.formats import parse_spec
+    from engine.quant.sensitivity import analyze_sensitivity
+
+    model = randomize(VisionTransformer(32, 8, 2, 2, 64, 128, num_classes=4))
+    path = save_state_dict(model, tmp_path / "vit.safetensors")
+    bundle = import_checkpoint("vit_b_16", path, arch_overrides={"num_heads": 2})
+    x = np.ascontiguousarray(reference_input((12, 3, 32, 32)).transpose(0, 2, 3, 1))
+    images = LabelledImages("random", x, np.arange(12) % 4)
+    report = analyze_sensitivity(bundle, [parse_spec("int2")], images)
+    paths = [i.path for i in report.layers]
+    target = "encoder.layers.encoder_layer_1.self_attention.in_proj"
+    assert target in paths and "encoder.layers.encoder_layer_0.mlp.3" in paths
+    # Reference: that layer alone quantized by the whole-model quantizer.
+    alone = import_checkpoint("vit_b_16", path, arch_overrides={"num_heads": 2})
+    quantize_model(alone.model, make_recipe("fp32", overrides=[(target, "int2")]), input_shape=(32, 32, 3))
+    ref = softmax(bundle.predict_logits(x).astype(np.float64), axis=1)
+    q = softmax(alone.predict_logits(x).astype(np.float64), axis=1)
+    want = np.mean([entropy(p, r) for p, r in zip(ref, q, strict=True)])
+    assert want > 0
+    assert report.row(target, "int2").kl == pytest.approx(want, rel=1e-3, abs=1e-6)
