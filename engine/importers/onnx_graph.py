@@ -32,6 +32,8 @@ ACTIVATION_OPS = {
     "Softplus": "softplus",
     "Erf": "erf",
 }
+# Shape arithmetic a PyTorch transformer export carries; evaluated with numpy at import (static input size).
+FOLD_ONLY = ("Shape", "ConstantOfShape", "Equal", "Where", "Expand", "Mod", "Slice", "Sqrt")
 ELEMENTWISE_OPS = {"Add": "add", "Sub": "sub", "Mul": "mul", "Div": "div", "Max": "max", "Min": "min"}
 SUPPORTED = sorted(
     {
@@ -63,6 +65,8 @@ SUPPORTED = sorted(
         "Constant",
         "Cast",
         "LayerNormalization",
+        "Gather",
+        *FOLD_ONLY,
     }
 )
 NUMPY_FOLD = {
@@ -435,7 +439,50 @@ class _Converter:
             return xs[0].reshape([int(v) for v in xs[1]])
         if node.op_type == "Concat":
             return np.concatenate(xs, axis=a["axis"])
+        return self._fold_shape_ops(node, a, xs)
+
+    def _fold_shape_ops(self, node, a, xs) -> np.ndarray | None:
+        """The shape arithmetic of PyTorch exports (class-token expansion, attention reshapes)."""
+        from onnx import numpy_helper
+
+        op = node.op_type
+        if op == "ConstantOfShape":
+            value = numpy_helper.to_array(a["value"]) if "value" in a else np.zeros(1, np.float32)
+            return np.full([int(v) for v in xs[0]], value.reshape(-1)[0], dtype=value.dtype)
+        if op == "Equal":
+            return np.equal(xs[0], xs[1])
+        if op == "Where":
+            return np.where(xs[0], xs[1], xs[2])
+        if op == "Expand":
+            shape = np.broadcast_shapes(xs[0].shape, tuple(int(v) for v in xs[1]))
+            return np.broadcast_to(xs[0], shape).copy()
+        if op == "Mod":
+            return np.fmod(xs[0], xs[1]) if a.get("fmod") else np.mod(xs[0], xs[1])
+        if op == "Sqrt":
+            return np.sqrt(xs[0])
+        if op == "Gather":
+            return np.take(xs[0], xs[1].astype(np.int64), axis=a.get("axis", 0))
+        if op == "Squeeze":
+            axes = a.get("axes") or ([int(v) for v in xs[1]] if len(xs) > 1 else None)
+            return np.squeeze(xs[0], axis=tuple(axes) if axes else None)
+        if op == "Slice":
+            data, starts, ends = xs[0], xs[1], xs[2]
+            axes = xs[3] if len(xs) > 3 else np.arange(len(starts))
+            steps = xs[4] if len(xs) > 4 else np.ones(len(starts), np.int64)
+            index = [slice(None)] * data.ndim
+            for st, en, ax, sp in zip(starts, ends, axes, steps, strict=True):
+                index[int(ax)] = slice(int(st), int(en), int(sp))
+            return data[tuple(index)]
         return None
+
+    def op_gather(self, node, a):
+        """Gather of a computed tensor at constant indices (a ViT's class token, split q/k/v)."""
+        indices = self.const_input(node, 1)
+        x = self.plain(self.get(node, 0))
+        axis = a.get("axis", 0)
+        axis = axis + self.rank(x) if axis < 0 else axis
+        out = self.b.add("gather", [x], node.name or "gather", axis=axis, indices=indices.astype(int).tolist())
+        return out, "plain", self.rank(x) - 1 + indices.ndim
 
     # -- the whole graph -----------------------------------------------------------------
     def convert(self, progress, should_stop) -> tuple[str, str, tuple[int, int, int], int]:
@@ -474,11 +521,16 @@ class _Converter:
                     self.fail(node, "only tensor constants are supported")
                 self.consts[node.output[0]] = self.np_helper.to_array(value)
                 continue
+            if node.op_type == "Shape":
+                self.consts[node.output[0]] = self._static_shape(node)
+                continue
             if node.input and all(n in self.consts for n in node.input if n):
                 folded = self.fold(node, a)
                 if folded is not None:
                     self.consts[node.output[0]] = folded
                     continue
+            if node.op_type in FOLD_ONLY:
+                self.fail(node, "shape arithmetic on a computed tensor is not supported (export with a fixed size)")
             if node.op_type in ACTIVATION_OPS:
                 out, tag, rank = self._act(node, ACTIVATION_OPS[node.op_type])
             elif node.op_type in ELEMENTWISE_OPS:
@@ -495,6 +547,18 @@ class _Converter:
             out = self.b.add("flatten", [out], "output_flatten", axis=1)
         self.softmax_removed = softmax_removed
         return inp.name, out, (h or 224, w or 224, c), self._classes(out_name)
+
+    def _static_shape(self, node) -> np.ndarray:
+        name = node.input[0]
+        if name in self.consts:
+            shape = list(self.consts[name].shape)
+        else:
+            shape = self.shapes.get(name)
+        if not shape or any(not d for d in shape):
+            self.fail(node, "Shape of a tensor whose size is not static (export with a fixed input size)")
+        self.b.input_attrs["batch_one"] = True  # the folded shapes carry the exported batch
+        a = self.attrs(node)
+        return np.asarray(shape, dtype=np.int64)[a.get("start", 0) : a.get("end")]
 
     def _classes(self, out_name: str) -> int:
         shape = self.shapes.get(out_name) or self.shapes.get(self.g.output[0].name)

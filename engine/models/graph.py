@@ -188,6 +188,8 @@ def run_op(op: str, a: dict, xs: list, module) -> mx.array:
         return mx.expand_dims(xs[0], tuple(a["axes"]))
     if op == "matmul":
         return xs[0] @ xs[1]
+    if op == "gather":  # ONNX Gather with constant indices (a scalar index drops the axis)
+        return mx.take(xs[0], mx.array(a["indices"]), axis=a["axis"])
     if op == "identity":
         return xs[0]
     raise ValueError(f"unknown graph op '{op}'")
@@ -211,6 +213,9 @@ class GraphModel(nn.Module):
         self.consts = consts
 
     def __call__(self, x: mx.array) -> mx.array:
+        if self.spec.inputs[0].get("batch_one") and x.shape[0] > 1:
+            # A graph exported for one image (its reshapes fold that batch in): one image at a time.
+            return mx.concatenate([self(x[i : i + 1]) for i in range(x.shape[0])], axis=0)
         values = {self.spec.inputs[0]["name"]: x}
         for node in self.spec.nodes:
             op, a = node["op"], node.get("attrs", {})

@@ -47,3 +47,25 @@ def test_pytorch_export_matches_onnxruntime(tmp_path, name, build, shape):
     assert len(bundle.labels) == 5
     got = bundle.predict_logits(np.ascontiguousarray(x.transpose(0, 2, 3, 1)))
     check_parity(got, want)
+
+
+def test_pytorch_exported_vit_matches_onnxruntime(tmp_path):
+    """A ViT export is mostly shape arithmetic (Shape, Gather, Expand, Where...), folded at import.
+
+    The file is exported for one image; the bundle runs a batch of two one image at a time.
+    """
+    from torchvision.models import VisionTransformer
+
+    model = randomize(VisionTransformer(32, 8, 2, 2, 32, 64, num_classes=5))
+    path = tmp_path / "vit.onnx"
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        torch.onnx.export(model, torch.zeros(1, 3, 32, 32), str(path), dynamo=False, opset_version=17)
+    x = reference_input((2, 3, 32, 32))
+    session = ort.InferenceSession(str(path), providers=["CPUExecutionProvider"])
+    name = session.get_inputs()[0].name
+    want = np.concatenate([session.run(None, {name: x[i : i + 1]})[0] for i in range(2)])
+    bundle = import_onnx(path)
+    assert bundle.arch_config["inputs"][0]["batch_one"] is True
+    got = bundle.predict_logits(np.ascontiguousarray(x.transpose(0, 2, 3, 1)))
+    check_parity(got, want)
