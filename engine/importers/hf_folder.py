@@ -2,9 +2,10 @@
 
 A folder with ``config.json``, ``model.safetensors`` (or ``pytorch_model.bin``) and
 ``preprocessor_config.json`` of a ``ViTForImageClassification``,
-``DeiTForImageClassification``, ``ConvNextForImageClassification`` or
-``SwinForImageClassification``: the tensors are renamed onto the zoo's ViT,
-ConvNeXt and Swin (separate query/key/value Linears packed into one), the config
+``DeiTForImageClassification``, ``ConvNextForImageClassification``,
+``SwinForImageClassification`` or ``ResNetForImageClassification``: the tensors are
+renamed onto the zoo's ViT, ConvNeXt, Swin and ResNet (separate query/key/value
+Linears packed into one), the config
 read from ``config.json``, the labels from ``id2label`` and the preprocessing from
 ``preprocessor_config.json``. Other model types are refused by name.
 """
@@ -28,7 +29,15 @@ if TYPE_CHECKING:
 
 WEIGHT_FILES = ("model.safetensors", "pytorch_model.bin")
 # model_type -> the zoo architecture it maps onto.
-SUPPORTED = {"vit": "vit_b_16", "deit": "deit_base", "convnext": "convnext_tiny", "swin": "swin_t"}
+SUPPORTED = {
+    "vit": "vit_b_16",
+    "deit": "deit_base",
+    "convnext": "convnext_tiny",
+    "swin": "swin_t",
+    "resnet": "resnet50",
+}
+# Hugging Face ResNet widths the zoo's ResNet (torchvision's) has, per block type.
+RESNET_WIDTHS = {"basic": [64, 128, 256, 512], "bottleneck": [256, 512, 1024, 2048]}
 REFUSED = {
     "DeiTForImageClassificationWithTeacher": "the distilled DeiT head (distillation_classifier)",
     "convnextv2": "ConvNeXt V2 (global response norm)",
@@ -143,6 +152,21 @@ def swin_weights(hf: dict) -> dict:
     return _rename(w, rules)
 
 
+def resnet_weights(hf: dict) -> dict:
+    """``resnet.*`` (ResNetForImageClassification) names -> torchvision's."""
+    rules = [
+        (r"^resnet\.embedder\.embedder\.convolution\.", "conv1."),
+        (r"^resnet\.embedder\.embedder\.normalization\.", "bn1."),
+        (r"^resnet\.encoder\.stages\.(\d+)\.layers\.(\d+)\.", lambda m: f"layer{int(m.group(1)) + 1}.{m.group(2)}."),
+        (r"\.shortcut\.convolution\.", ".downsample.0."),
+        (r"\.shortcut\.normalization\.", ".downsample.1."),
+        (r"\.layer\.(\d)\.convolution\.", lambda m: f".conv{int(m.group(1)) + 1}."),
+        (r"\.layer\.(\d)\.normalization\.", lambda m: f".bn{int(m.group(1)) + 1}."),
+        (r"^classifier\.1\.", "fc."),
+    ]
+    return _rename({k: v for k, v in hf.items() if not k.endswith("num_batches_tracked")}, rules)
+
+
 def _rename(weights: dict, rules) -> dict:
     out = {}
     for k, v in weights.items():
@@ -171,6 +195,23 @@ def _arch_config(model_type: str, cfg: dict, num_classes: int, folder: Path) -> 
             "in_channels": int(get("num_channels", 3)),
             "eps": float(get("layer_norm_eps", 1e-12)),
             "dist_token": model_type == "deit",
+        }
+    if model_type == "resnet":
+        block = str(get("layer_type", "bottleneck"))
+        widths = list(get("hidden_sizes", RESNET_WIDTHS.get(block, [])))
+        if block not in RESNET_WIDTHS or widths != RESNET_WIDTHS[block] or int(get("embedding_size", 64)) != 64:
+            raise UserError(
+                f"unsupported ResNet variant: {block} blocks of widths {widths} (only torchvision's "
+                f"{RESNET_WIDTHS['basic']} basic or {RESNET_WIDTHS['bottleneck']} bottleneck, 64-wide stem)",
+                folder,
+            )
+        if get("downsample_in_bottleneck") or get("downsample_in_first_stage"):
+            raise UserError("unsupported ResNet variant: stride on the 1x1 conv (downsample_in_bottleneck)", folder)
+        return {
+            "num_classes": num_classes,
+            "block": block,
+            "layers": tuple(get("depths", (3, 4, 6, 3))),
+            "in_channels": int(get("num_channels", 3)),
         }
     if model_type == "convnext":
         if int(get("patch_size", 4)) != 4:
@@ -314,7 +355,7 @@ def import_hf_folder(
         hf_labels = [str(id2label[k]) for k in sorted(id2label, key=int)]
     except (TypeError, ValueError):
         raise UserError("config.json id2label keys are not class indices", folder) from None
-    head = hf.get("classifier.weight")
+    head = hf.get("classifier.weight", hf.get("classifier.1.weight"))
     if head is None:
         raise UserError("no classifier.weight: not an image-classification model (a base model has no head)", folder)
     n = int(head.shape[0])
@@ -325,9 +366,12 @@ def import_hf_folder(
         weights = vit_weights(hf, model_type)
     elif model_type == "convnext":
         weights = convnext_weights(hf)
+    elif model_type == "resnet":
+        weights = resnet_weights(hf)
     else:
         weights = swin_weights(hf)
-    arch = registry.get(SUPPORTED[model_type])
+    basic_resnet = model_type == "resnet" and cfg.get("layer_type") == "basic"
+    arch = registry.get("resnet18" if basic_resnet else SUPPORTED[model_type])
     config = arch.default_config(**_arch_config(model_type, cfg, n, folder))
     report(0.3, f"building {arch.name}")
     try:

@@ -52,7 +52,23 @@ def _swin():
     return transformers.SwinForImageClassification(cfg), proc, (2, 3, 224, 224)
 
 
-BUILDERS = {"vit": lambda: _vit_like("vit"), "deit": lambda: _vit_like("deit"), "convnext": _convnext, "swin": _swin}
+def _resnet(layer_type: str):
+    widths = [256, 512, 1024, 2048] if layer_type == "bottleneck" else [64, 128, 256, 512]
+    cfg = transformers.ResNetConfig(
+        embedding_size=64, hidden_sizes=widths, depths=[1, 1, 1, 1], layer_type=layer_type, id2label=LABELS
+    )
+    proc = transformers.ConvNextImageProcessor(size={"shortest_edge": 224}, crop_pct=0.875)
+    return transformers.ResNetForImageClassification(cfg), proc, (2, 3, 64, 48)
+
+
+BUILDERS = {
+    "vit": lambda: _vit_like("vit"),
+    "deit": lambda: _vit_like("deit"),
+    "convnext": _convnext,
+    "swin": _swin,
+    "resnet": lambda: _resnet("bottleneck"),
+    "resnet_basic": lambda: _resnet("basic"),
+}
 
 
 def _folder(tmp_path, kind):
@@ -77,6 +93,7 @@ def test_hf_folder_matches_transformers(tmp_path, kind):
     assert file_kind(folder) == "huggingface"
     bundle = import_file(folder)
     assert bundle.labels == [LABELS[i] for i in range(5)]
+    assert bundle.arch == {"resnet": "resnet50", "resnet_basic": "resnet18"}.get(kind, bundle.arch)
     check_parity(bundle.predict_logits(np.ascontiguousarray(x.transpose(0, 2, 3, 1))), want)
 
 
