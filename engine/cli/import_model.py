@@ -13,7 +13,11 @@ from engine.core.argtypes import (
 
 def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--arch", help="architecture of a state dict (resnet18, mobilenet_v2...); not for .keras/.onnx")
-    p.add_argument("--weights", required=True, help=".safetensors/.npz/.pth state dict, .keras/.h5 or .onnx file")
+    p.add_argument(
+        "--weights",
+        required=True,
+        help=".safetensors/.npz/.pth state dict, .keras/.h5 or .onnx file, or a Hugging Face image-classifier folder",
+    )
     p.add_argument("--num-classes", type=positive_int)
     p.add_argument("--labels", help="comma-separated class names, or a file (one per line, JSON list or map)")
     p.add_argument("--input-size", help="the model's input, N or HxW (e.g. 224 or 256x192)")

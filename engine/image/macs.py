@@ -2,7 +2,10 @@
 
 MLX is lazy: a forward pass that is never evaluated builds the graph (and so
 every output shape) without computing anything. While it runs, the call of
-each convolution and Linear type records its output shape.
+each convolution and Linear type records its output shape. Modules whose class
+defines ``matmul_macs(input_shape)`` (attention: the q·kᵀ and attention·v
+products, which no Linear performs) record their input shape and add those MACs
+under their own path.
 """
 
 from __future__ import annotations
@@ -38,8 +41,9 @@ def _layer_macs(module: nn.Module, out_shape: tuple[int, ...]) -> int:
 
 
 @contextlib.contextmanager
-def _recording(shapes: dict[int, tuple]) -> Iterator[None]:
+def _recording(shapes: dict[int, tuple], inputs: dict[int, tuple], matmul_classes=()) -> Iterator[None]:
     originals = {cls: cls.__dict__["__call__"] for cls in COUNTED if "__call__" in cls.__dict__}
+    with_inputs = {cls: cls.__dict__["__call__"] for cls in matmul_classes if "__call__" in cls.__dict__}
 
     def wrap(original):
         def call(self, x, *args, **kwargs):
@@ -49,12 +53,21 @@ def _recording(shapes: dict[int, tuple]) -> Iterator[None]:
 
         return call
 
+    def wrap_input(original):
+        def call(self, x, *args, **kwargs):
+            inputs[id(self)] = tuple(x.shape)
+            return original(self, x, *args, **kwargs)
+
+        return call
+
     try:
         for cls, original in originals.items():
             cls.__call__ = wrap(original)
+        for cls, original in with_inputs.items():
+            cls.__call__ = wrap_input(original)
         yield
     finally:
-        for cls, original in originals.items():
+        for cls, original in {**originals, **with_inputs}.items():
             cls.__call__ = original
 
 
@@ -64,14 +77,20 @@ def count_macs(model: nn.Module, input_hwc: tuple[int, int, int]) -> dict[str, i
     Returns an empty dict if the model cannot run at that size (the card then shows no MACs).
     """
     shapes: dict[int, tuple] = {}
+    inputs: dict[int, tuple] = {}
     h, w, c = input_hwc
+    matmul_classes = {type(m) for _, m in model.named_modules() if hasattr(type(m), "matmul_macs")}
     try:
-        with _recording(shapes):
+        with _recording(shapes, inputs, matmul_classes):
             model(mx.zeros((1, h, w, c)))  # never evaluated: shapes only
     except (ValueError, TypeError, KeyError, IndexError):
         return {}
-    return {
+    macs = {
         name: _layer_macs(m, shapes[id(m)])
         for name, m in model.named_modules()
         if isinstance(m, COUNTED) and id(m) in shapes
     }
+    for name, m in model.named_modules():
+        if hasattr(type(m), "matmul_macs") and id(m) in inputs:
+            macs[name] = macs.get(name, 0) + int(m.matmul_macs(inputs[id(m)]))
+    return macs

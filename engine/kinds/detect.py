@@ -43,11 +43,17 @@ def read_config(folder: Path) -> dict:
     return cfg
 
 
+def is_hf_image_classifier(cfg: dict) -> bool:
+    """A Hugging Face image-classification folder's config (ViT, ConvNeXt...): imported, not opened."""
+    archs = cfg.get("architectures") or []
+    return isinstance(archs, list) and any(str(a).endswith("ForImageClassification") for a in archs)
+
+
 def kind_of_config(cfg: dict) -> str | None:
     """IMAGE or LANGUAGE for a parsed config.json, None for neither."""
     if "arch" in cfg and "labels" in cfg:
         return IMAGE
-    if "model_type" in cfg and "arch" not in cfg:
+    if "model_type" in cfg and "arch" not in cfg and not is_hf_image_classifier(cfg):
         return LANGUAGE
     return None
 
@@ -67,6 +73,8 @@ def kind_of(spec: str | Path) -> str:
     if path.is_dir():
         cfg = read_config(path)
         kind = kind_of_config(cfg)
+        if kind is None and is_hf_image_classifier(cfg):
+            raise UserError("a Hugging Face image classifier: import it first (main.py import --weights FOLDER)", path)
         if kind is None:
             raise UserError(
                 "config.json describes neither a model bundle nor an mlx-lm language model", path / "config.json"

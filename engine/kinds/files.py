@@ -7,11 +7,13 @@ document types the macOS bundle declares in its Info.plist
 
 from __future__ import annotations
 
+import json
 from dataclasses import dataclass
 from pathlib import Path
 
 from engine.image.bundle import CONFIG_NAME
 from engine.image.data.images import IMAGE_SUFFIXES
+from engine.kinds.detect import is_hf_image_classifier
 
 IMAGE = "image"
 BUNDLE = "bundle"
@@ -59,12 +61,19 @@ CHECKPOINT_SUFFIXES = frozenset(
 def classify(path: str | Path) -> str | None:
     """IMAGE, BUNDLE or CHECKPOINT for an existing path, judged by its name; None otherwise.
 
-    A directory is a bundle only if it holds a config.json; the importer and the
-    image decoder still validate the contents.
+    A directory is a bundle (a model to open) if it holds a config.json, and a checkpoint to
+    import when that config is a Hugging Face image classifier's; the importer and the image
+    decoder still validate the contents.
     """
     p = Path(path)
     if p.is_dir():
-        return BUNDLE if (p / CONFIG_NAME).is_file() else None
+        if not (p / CONFIG_NAME).is_file():
+            return None
+        try:
+            cfg = json.loads((p / CONFIG_NAME).read_text(encoding="utf-8"))
+        except (OSError, ValueError):
+            return BUNDLE  # opening it says what is wrong
+        return CHECKPOINT if isinstance(cfg, dict) and is_hf_image_classifier(cfg) else BUNDLE
     if not p.is_file():
         return None
     suffix = p.suffix.lower()

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import re
 import warnings
+from dataclasses import replace
 from pathlib import Path
 
 import mlx.core as mx
@@ -245,6 +246,10 @@ def import_checkpoint(
     if len(labels) != n:
         raise UserError(f"{len(labels)} labels given but the checkpoint's head has {n} classes", path)
     report(0.9, "loaded")
+    if preprocessing is None and arch_config.get("image_size"):
+        # A ViT takes one input size (its position embeddings): 384 for the SWAG checkpoints, say.
+        size = int(arch_config["image_size"])
+        preprocessing = replace(arch.default_preprocessing, input_size=(size, size))
     return ModelBundle(
         name=name or path.stem,
         arch=arch.name,

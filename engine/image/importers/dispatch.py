@@ -17,7 +17,11 @@ IMPORTABLE_SUFFIXES = STATE_DICT_SUFFIXES + KERAS_SUFFIXES + ONNX_SUFFIXES
 
 
 def file_kind(path: str | Path) -> str:
-    """'state_dict', 'keras' or 'onnx' from the suffix; UserError for anything else."""
+    """'state_dict', 'keras' or 'onnx' from the suffix, 'huggingface' for a transformers folder; else UserError."""
+    from engine.image.importers.hf_folder import is_hf_folder
+
+    if is_hf_folder(path):
+        return "huggingface"
     suffix = Path(path).suffix.lower()
     if suffix in STATE_DICT_SUFFIXES:
         return "state_dict"
@@ -34,7 +38,7 @@ def file_kind(path: str | Path) -> str:
 def check_importable(path: str | Path) -> str | None:
     """None if ``path`` is an existing file of an importable kind, else a one-line reason (for drop targets)."""
     p = Path(path)
-    if not p.is_file():
+    if not p.is_file() and not p.is_dir():
         return f"{p}: not a file"
     try:
         file_kind(p)
@@ -80,6 +84,10 @@ def import_file(
         bundle = import_checkpoint(
             arch, path, num_classes, labels, None, name, arch_overrides, progress=progress, should_stop=should_stop
         )
+    elif kind == "huggingface":
+        from engine.image.importers.hf_folder import import_hf_folder
+
+        bundle = import_hf_folder(path, labels, name, progress=progress, should_stop=should_stop)
     elif kind == "keras":
         from engine.image.importers.keras_file import import_keras
 

@@ -56,6 +56,8 @@ class GraphBuilder:
         self.weights: dict[str, np.ndarray] = {}
         self._keys: set[str] = set()
         self._names: set[str] = set()
+        # Extra fields of the graph input, e.g. {"batch_one": True} (see GraphModel).
+        self.input_attrs: dict = {}
 
     def key(self, name: str) -> str:
         """A unique parameter key without dots, readable in the model card."""
@@ -128,7 +130,7 @@ class GraphBuilder:
         extra_source: dict,
     ) -> ModelBundle:
         config = GraphConfig(
-            inputs=[{"name": input_name, "shape": list(input_hwc)}],
+            inputs=[{"name": input_name, "shape": list(input_hwc), **self.input_attrs}],
             nodes=self.nodes,
             outputs=[output],
             source=self.source,

@@ -31,7 +31,10 @@ ACTIVATION_OPS = {
     "HardSwish": "hardswish",
     "Tanh": "tanh",
     "Softplus": "softplus",
+    "Erf": "erf",
 }
+# Shape arithmetic a PyTorch transformer export carries; evaluated with numpy at import (static input size).
+FOLD_ONLY = ("Shape", "ConstantOfShape", "Equal", "Where", "Expand", "Mod", "Slice", "Sqrt")
 ELEMENTWISE_OPS = {"Add": "add", "Sub": "sub", "Mul": "mul", "Div": "div", "Max": "max", "Min": "min"}
 SUPPORTED = sorted(
     {
@@ -62,6 +65,9 @@ SUPPORTED = sorted(
         "Dropout",
         "Constant",
         "Cast",
+        "LayerNormalization",
+        "Gather",
+        *FOLD_ONLY,
     }
 )
 NUMPY_FOLD = {
@@ -304,6 +310,25 @@ class _Converter:
         y = self.plain(self.get(node, 1))
         return self.b.add("matmul", [x, y], node.name or "matmul"), "plain", max(self.rank(x), self.rank(y))
 
+    def op_layernormalization(self, node, a):
+        """LayerNormalization over the last axis with constant scale and bias (ConvNeXt, transformers)."""
+        x = self.get(node, 0)
+        rank = self.rank(x)
+        axis = a.get("axis", -1)
+        if axis not in (-1, rank - 1):
+            self.fail(node, f"LayerNormalization over axis {axis} is not supported (only the last axis)")
+        scale = self.const_input(node, 1)
+        bias = self.const_input(node, 2) if len(node.input) > 2 and node.input[2] else None
+        if scale is None:
+            self.fail(node, "LayerNormalization with a computed scale is not supported")
+        x = self.plain(x)  # the last axis of the ONNX tensor, whatever layout it came in
+        c = int(scale.shape[-1])
+        params = {"weight": scale.reshape(c), "bias": bias.reshape(c) if bias is not None else np.zeros(c, np.float32)}
+        out = self.b.add_param(
+            "layer_norm", [x], node.name or "layer_norm", params, channels=c, eps=a.get("epsilon", 1e-5)
+        )
+        return out, "plain", rank
+
     def op_flatten(self, node, a):
         x = self.get(node, 0)
         axis = a.get("axis", 1)
@@ -415,7 +440,50 @@ class _Converter:
             return xs[0].reshape([int(v) for v in xs[1]])
         if node.op_type == "Concat":
             return np.concatenate(xs, axis=a["axis"])
+        return self._fold_shape_ops(node, a, xs)
+
+    def _fold_shape_ops(self, node, a, xs) -> np.ndarray | None:
+        """The shape arithmetic of PyTorch exports (class-token expansion, attention reshapes)."""
+        from onnx import numpy_helper
+
+        op = node.op_type
+        if op == "ConstantOfShape":
+            value = numpy_helper.to_array(a["value"]) if "value" in a else np.zeros(1, np.float32)
+            return np.full([int(v) for v in xs[0]], value.reshape(-1)[0], dtype=value.dtype)
+        if op == "Equal":
+            return np.equal(xs[0], xs[1])
+        if op == "Where":
+            return np.where(xs[0], xs[1], xs[2])
+        if op == "Expand":
+            shape = np.broadcast_shapes(xs[0].shape, tuple(int(v) for v in xs[1]))
+            return np.broadcast_to(xs[0], shape).copy()
+        if op == "Mod":
+            return np.fmod(xs[0], xs[1]) if a.get("fmod") else np.mod(xs[0], xs[1])
+        if op == "Sqrt":
+            return np.sqrt(xs[0])
+        if op == "Gather":
+            return np.take(xs[0], xs[1].astype(np.int64), axis=a.get("axis", 0))
+        if op == "Squeeze":
+            axes = a.get("axes") or ([int(v) for v in xs[1]] if len(xs) > 1 else None)
+            return np.squeeze(xs[0], axis=tuple(axes) if axes else None)
+        if op == "Slice":
+            data, starts, ends = xs[0], xs[1], xs[2]
+            axes = xs[3] if len(xs) > 3 else np.arange(len(starts))
+            steps = xs[4] if len(xs) > 4 else np.ones(len(starts), np.int64)
+            index = [slice(None)] * data.ndim
+            for st, en, ax, sp in zip(starts, ends, axes, steps, strict=True):
+                index[int(ax)] = slice(int(st), int(en), int(sp))
+            return data[tuple(index)]
         return None
+
+    def op_gather(self, node, a):
+        """Gather of a computed tensor at constant indices (a ViT's class token, split q/k/v)."""
+        indices = self.const_input(node, 1)
+        x = self.plain(self.get(node, 0))
+        axis = a.get("axis", 0)
+        axis = axis + self.rank(x) if axis < 0 else axis
+        out = self.b.add("gather", [x], node.name or "gather", axis=axis, indices=indices.astype(int).tolist())
+        return out, "plain", self.rank(x) - 1 + indices.ndim
 
     # -- the whole graph -----------------------------------------------------------------
     def convert(self, progress, should_stop) -> tuple[str, str, tuple[int, int, int], int]:
@@ -454,11 +522,16 @@ class _Converter:
                     self.fail(node, "only tensor constants are supported")
                 self.consts[node.output[0]] = self.np_helper.to_array(value)
                 continue
+            if node.op_type == "Shape":
+                self.consts[node.output[0]] = self._static_shape(node)
+                continue
             if node.input and all(n in self.consts for n in node.input if n):
                 folded = self.fold(node, a)
                 if folded is not None:
                     self.consts[node.output[0]] = folded
                     continue
+            if node.op_type in FOLD_ONLY:
+                self.fail(node, "shape arithmetic on a computed tensor is not supported (export with a fixed size)")
             if node.op_type in ACTIVATION_OPS:
                 out, tag, rank = self._act(node, ACTIVATION_OPS[node.op_type])
             elif node.op_type in ELEMENTWISE_OPS:
@@ -475,6 +548,18 @@ class _Converter:
             out = self.b.add("flatten", [out], "output_flatten", axis=1)
         self.softmax_removed = softmax_removed
         return inp.name, out, (h or 224, w or 224, c), self._classes(out_name)
+
+    def _static_shape(self, node) -> np.ndarray:
+        name = node.input[0]
+        if name in self.consts:
+            shape = list(self.consts[name].shape)
+        else:
+            shape = self.shapes.get(name)
+        if not shape or any(not d for d in shape):
+            self.fail(node, "Shape of a tensor whose size is not static (export with a fixed input size)")
+        self.b.input_attrs["batch_one"] = True  # the folded shapes carry the exported batch
+        a = self.attrs(node)
+        return np.asarray(shape, dtype=np.int64)[a.get("start", 0) : a.get("end")]
 
     def _classes(self, out_name: str) -> int:
         shape = self.shapes.get(out_name) or self.shapes.get(self.g.output[0].name)

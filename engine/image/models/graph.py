@@ -74,6 +74,8 @@ def make_module(op: str, a: dict) -> nn.Module | None:
         return nn.BatchNorm(int(a["channels"]), eps=float(a.get("eps", 1e-5)))
     if op == "linear":
         return nn.Linear(int(a["in"]), int(a["out"]), bias=bool(a.get("bias", True)))
+    if op == "layer_norm":  # over the last axis (ONNX LayerNormalization, axis -1)
+        return nn.LayerNorm(int(a["channels"]), eps=float(a.get("eps", 1e-5)), affine=True)
     return None
 
 
@@ -112,6 +114,8 @@ def _act(x: mx.array, a: dict) -> mx.array:
         return nn.gelu(x) if not a.get("approximate") else nn.gelu_approx(x)
     if kind == "softplus":
         return nn.softplus(x)
+    if kind == "erf":  # PyTorch's exact GELU exports as x * 0.5 * (1 + erf(x / sqrt 2))
+        return mx.erf(x)
     if kind == "hardsigmoid":
         return mx.clip(x * a.get("alpha", 1 / 6) + a.get("beta", 0.5), 0.0, 1.0)
     if kind == "softmax":
@@ -146,7 +150,7 @@ def run_op(op: str, a: dict, xs: list, module) -> mx.array:
         if (top, left) != (bottom, right):
             x = mx.pad(x, [(0, 0), (top, bottom), (left, right), (0, 0)])
         return module(x)
-    if op in ("bn", "linear"):
+    if op in ("bn", "linear", "layer_norm"):
         return module(xs[0])
     if op == "act":
         return _act(xs[0], a)
@@ -184,6 +188,8 @@ def run_op(op: str, a: dict, xs: list, module) -> mx.array:
         return mx.expand_dims(xs[0], tuple(a["axes"]))
     if op == "matmul":
         return xs[0] @ xs[1]
+    if op == "gather":  # ONNX Gather with constant indices (a scalar index drops the axis)
+        return mx.take(xs[0], mx.array(a["indices"]), axis=a["axis"])
     if op == "identity":
         return xs[0]
     raise ValueError(f"unknown graph op '{op}'")
@@ -207,6 +213,9 @@ class GraphModel(nn.Module):
         self.consts = consts
 
     def __call__(self, x: mx.array) -> mx.array:
+        if self.spec.inputs[0].get("batch_one") and x.shape[0] > 1:
+            # A graph exported for one image (its reshapes fold that batch in): one image at a time.
+            return mx.concatenate([self(x[i : i + 1]) for i in range(x.shape[0])], axis=0)
         values = {self.spec.inputs[0]["name"]: x}
         for node in self.spec.nodes:
             op, a = node["op"], node.get("attrs", {})

@@ -9,7 +9,21 @@ import mlx.nn as nn
 
 from engine.core.errors import UserError
 from engine.image.data.preprocess import Preprocessing
-from engine.image.models import densenet, efficientnet, graph, mobilenet_v2, resnet, small_cnn, xception
+from engine.image.models import (
+    convnext,
+    densenet,
+    efficientnet,
+    efficientnet_v2,
+    graph,
+    mobilenet_v2,
+    mobilenet_v3,
+    regnet,
+    resnet,
+    small_cnn,
+    swin,
+    vit,
+    xception,
+)
 from engine.image.models.base import IMAGENET_PREPROCESSING
 
 
@@ -39,7 +53,16 @@ def register(arch: Architecture) -> None:
 
 
 # Other spellings of the same architectures (timm's names).
-ALIASES = {"mobilenetv2_100": "mobilenet_v2", "mobilenetv2": "mobilenet_v2"}
+ALIASES = {
+    "mobilenetv2_100": "mobilenet_v2",
+    "mobilenetv2": "mobilenet_v2",
+    "vit_small_patch16_224": "vit_s_16",
+    "vit_base_patch16_224": "vit_b_16",
+    "deit_tiny_patch16_224": "deit_tiny",
+    "deit_small_patch16_224": "deit_small",
+    "deit_base_patch16_224": "deit_base",
+    "convnext_tiny.fb_in1k": "convnext_tiny",
+}
 
 
 def get(name: str) -> Architecture:
@@ -133,3 +156,60 @@ register(
         infer_config=graph.infer_config,
     )
 )
+
+# The modern families (issue 18): torchvision builder names; ViT-S/16 and DeiT are timm's names (aliases above).
+for _name, _module, _cfg, _cls, _desc in (
+    ("mobilenet_v3_large", mobilenet_v3, mobilenet_v3.MobileNetV3Config, mobilenet_v3.MobileNetV3, "MobileNetV3-Large"),
+    (
+        "mobilenet_v3_small",
+        mobilenet_v3,
+        mobilenet_v3.MobileNetV3SmallConfig,
+        mobilenet_v3.MobileNetV3,
+        "MobileNetV3-Small",
+    ),
+    (
+        "efficientnet_v2_s",
+        efficientnet_v2,
+        efficientnet_v2.EfficientNetV2Config,
+        efficientnet_v2.EfficientNetV2,
+        "EfficientNetV2-S",
+    ),
+    (
+        "efficientnet_v2_m",
+        efficientnet_v2,
+        efficientnet_v2.EfficientNetV2MConfig,
+        efficientnet_v2.EfficientNetV2,
+        "EfficientNetV2-M",
+    ),
+    (
+        "efficientnet_v2_l",
+        efficientnet_v2,
+        efficientnet_v2.EfficientNetV2LConfig,
+        efficientnet_v2.EfficientNetV2,
+        "EfficientNetV2-L",
+    ),
+    ("convnext_tiny", convnext, convnext.ConvNeXtConfig, convnext.ConvNeXt, "ConvNeXt-T"),
+    ("convnext_small", convnext, convnext.ConvNeXtSmallConfig, convnext.ConvNeXt, "ConvNeXt-S"),
+    ("convnext_base", convnext, convnext.ConvNeXtBaseConfig, convnext.ConvNeXt, "ConvNeXt-B"),
+    ("convnext_large", convnext, convnext.ConvNeXtLargeConfig, convnext.ConvNeXt, "ConvNeXt-L"),
+    (
+        "regnet_y_400mf",
+        regnet,
+        regnet.RegNetConfig,
+        regnet.RegNet,
+        "RegNetY-400MF (any RegNet: widths read off the checkpoint)",
+    ),
+    ("regnet_y_800mf", regnet, regnet.RegNetY800MFConfig, regnet.RegNet, "RegNetY-800MF"),
+    ("regnet_x_400mf", regnet, regnet.RegNetX400MFConfig, regnet.RegNet, "RegNetX-400MF"),
+    ("vit_b_16", vit, vit.ViTConfig, vit.VisionTransformer, "ViT-B/16"),
+    ("vit_b_32", vit, vit.ViTB32Config, vit.VisionTransformer, "ViT-B/32"),
+    ("vit_l_16", vit, vit.ViTL16Config, vit.VisionTransformer, "ViT-L/16"),
+    ("vit_s_16", vit, vit.ViTS16Config, vit.VisionTransformer, "ViT-S/16 (timm vit_small_patch16_224)"),
+    ("deit_tiny", vit, vit.DeiTTinyConfig, vit.VisionTransformer, "DeiT-Ti/16 (timm deit_tiny_patch16_224)"),
+    ("deit_small", vit, vit.ViTS16Config, vit.VisionTransformer, "DeiT-S/16 (timm deit_small_patch16_224)"),
+    ("deit_base", vit, vit.ViTConfig, vit.VisionTransformer, "DeiT-B/16 (timm deit_base_patch16_224)"),
+    ("swin_t", swin, swin.SwinConfig, swin.SwinTransformer, "Swin-T (V1)"),
+    ("swin_s", swin, swin.SwinSConfig, swin.SwinTransformer, "Swin-S (V1)"),
+    ("swin_b", swin, swin.SwinBConfig, swin.SwinTransformer, "Swin-B (V1)"),
+):
+    _imagenet(_name, _module, _cfg, _cls, f"{_desc} (torchvision names)")
