@@ -65,6 +65,9 @@ def build_parser() -> argparse.ArgumentParser:
     quant_cli.add_recipe_options(p)
     p.add_argument("--out", required=True, help="bundle directory to write")
     p.add_argument("--overwrite", action="store_true", help=OVERWRITE_HELP)
+    from engine.quant.methods.options import add_method_options
+
+    add_method_options(p)
 
     p = sub.add_parser("predict", help="top-k predictions for images or a preprocessed tensor")
     p.add_argument("--model", required=True)
@@ -204,8 +207,12 @@ def cmd_quantize(args) -> int:
     from engine.jobs import QuantizeJob
     from engine.model_card import human_bytes
     from engine.quant.cli import recipe_from_args
+    from engine.quant.methods.options import method_kwargs
 
-    o = _run(QuantizeJob(args.model, recipe_from_args(args), args.out, args.group_size, overwrite=args.overwrite), args)
+    job = QuantizeJob(
+        args.model, recipe_from_args(args), args.out, args.group_size, overwrite=args.overwrite, **method_kwargs(args)
+    )
+    o = _run(job, args)
     print(
         f"{o.source.name} -> {o.card.name}: {human_bytes(o.source.size_on_disk)} -> {human_bytes(o.card.size_on_disk)} "
         f"({o.card.bits_per_weight:.2f} bits/weight, {o.seconds:.2f} s) -> {o.path}"

@@ -23,8 +23,8 @@ from engine.quant.methods.affine import dequantize, expand, group_params
 from engine.quant.methods.gptq import QuantizedMatrix
 
 GAMMA, ZETA = -0.1, 1.1  # the rectified sigmoid's stretch, as in the paper
-DEFAULT_ITERS = 400
-DEFAULT_LAMBDA = 0.01
+DEFAULT_ITERS = 300
+DEFAULT_LAMBDA = 0.1
 WARMUP = 0.2
 BETA = (20.0, 2.0)
 
@@ -41,7 +41,7 @@ def adaround_matrix(
     scale_dtype: str = "float32",
     iters: int = DEFAULT_ITERS,
     lam: float = DEFAULT_LAMBDA,
-    lr: float = 1e-2,
+    lr: float = 3e-2,
     should_stop: Callable[[], bool] | None = None,
 ) -> QuantizedMatrix:
     """Learned rounding of a (rows, cols) matrix grouped along cols.

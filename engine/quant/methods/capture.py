@@ -72,7 +72,8 @@ def layer_stats(
     def hook(_path, forward, x, *args, **kwargs):
         p = patches(module, kind, x)
         if kind == "depthwise":
-            h = mx.einsum("mtc,muc->ctu", p, p)
+            pt = p.transpose(2, 1, 0)  # (channels, taps, M): one batched matmul
+            h = pt @ pt.transpose(0, 2, 1)
         else:
             h = p.T @ p
         s = p.sum(axis=0)

@@ -152,11 +152,14 @@ def gptq_depthwise(
         Cancelled: should_stop() turned true.
     """
     taps, channels = w.shape
-    v = np.empty((channels, taps))
-    u = np.empty((channels, taps, taps))
-    for c in range(channels):
-        wc, hc = _dampened(w[:, c][None, :], hessians[c], damp)
-        v[c], u[c] = wc[0], inverse_cholesky_upper(hc)
+    v, h = np.array(w.T, dtype=np.float64), np.array(hessians, dtype=np.float64)
+    diag = np.diagonal(h, axis1=1, axis2=2).copy()  # (channels, taps)
+    dead = diag == 0
+    v[dead] = 0.0
+    diag[dead] = 1.0
+    diag += damp * diag.mean(axis=1, keepdims=True)
+    h[:, np.arange(taps), np.arange(taps)] = diag
+    u = inverse_cholesky_upper(h)
     codes = np.zeros((taps, channels), np.int64)
     scales = np.zeros((taps, channels // group_size), np.float32)
     biases = np.zeros_like(scales)

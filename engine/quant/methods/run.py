@@ -55,7 +55,7 @@ class MethodSettings:
     act_order: bool = False  # GPTQ columns by decreasing Hessian diagonal (static groups)
     adaround_iters: int = DEFAULT_ITERS
     adaround_lambda: float = DEFAULT_LAMBDA
-    adaround_lr: float = 1e-2
+    adaround_lr: float = 3e-2
     batch_size: int = 32  # calibration images per forward pass
 
     def to_dict(self) -> dict:
