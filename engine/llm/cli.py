@@ -141,6 +141,10 @@ def cmd_benchmark(args) -> int:
 def cmd_quantize(args) -> int:
     from engine.llm.jobs import QuantizeLanguageModelJob
 
+    if getattr(args, "method", "rtn") != "rtn":
+        from engine.llm.methods import run_method_from_args
+
+        return run_method_from_args(args, _run)
     o = _run(
         QuantizeLanguageModelJob(args.model, args.recipe, args.out, args.group_size, overwrite=args.overwrite), args
     )

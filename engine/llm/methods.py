@@ -219,3 +219,24 @@ class QuantizeLMMethodJob:
             )
         ctx.progress(1.0, f"saved {result.path}")
         return result
+
+
+def run_method_from_args(args, run) -> int:
+    """``quantize --model LM --recipe intN --method gptq|awq --calib TEXT [--calib-size N]`` (prints one line)."""
+    from engine.quant.formats import parse_spec
+
+    spec = parse_spec(args.recipe, args.group_size)
+    if spec.mode != "affine":
+        raise UserError(f"--method {args.method} on a language model takes an affine recipe (int2 ... int8)")
+    if not args.calib:
+        raise UserError(f"--method {args.method} needs --calib TEXT (any UTF-8 text file)")
+    samples = args.calib_size if args.calib_size else DEFAULT_SAMPLES
+    job = QuantizeLMMethodJob(
+        args.model, args.method, args.calib, args.out, spec.bits, spec.group_size, samples, overwrite=args.overwrite
+    )
+    r = run(job, args)
+    print(
+        f"{args.model} -> {r.path}: {r.method} int{r.bits}/g{r.group_size} on {r.calib_samples} chunks of "
+        f"{r.calib_name} ({r.bits_per_weight:.2f} bits/weight, {r.seconds:.1f} s)"
+    )
+    return 0

@@ -77,3 +77,18 @@ def test_bad_inputs_are_user_errors(tmp_path, texts):
     lm = load_language_model("default-lm")
     chunks = calibration_tokens(lm, texts[0], 4, 64)
     assert chunks.shape == (4, 64) and chunks.dtype == mx.int32
+
+
+def test_cli_quantize_language_model_with_method(tmp_path, texts, capsys):
+    from engine.cli import main
+
+    out = tmp_path / "cli-gptq"
+    rc = main(["quantize", "--model", "default-lm", "--recipe", "int4", "--method", "gptq", "--calib", str(texts[0]),
+               "--calib-size", "4", "--out", str(out)])  # fmt: skip
+    captured = capsys.readouterr()
+    assert rc == 0, captured.err
+    assert "gptq int4/g64 on 4 chunks of calib.txt" in captured.out
+    assert json.loads((out / "config.json").read_text())["mqs"]["calibration_samples"] == 4
+    rc = main(["quantize", "--model", "default-lm", "--recipe", "int4", "--method", "adaround", "--calib",
+               str(texts[0]), "--out", str(tmp_path / "x")])  # fmt: skip
+    assert rc == 1 and "unknown language-model method 'adaround'" in capsys.readouterr().err
