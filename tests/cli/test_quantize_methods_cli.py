@@ -100,3 +100,17 @@ def test_bad_calibration_is_one_line_error(tmp_path, capsys, float_model):
     err = capsys.readouterr().err
     assert rc == 1 and err.startswith("error: ") and len(err.strip().splitlines()) == 1 and "Traceback" not in err
     assert not (tmp_path / "q").exists()
+
+
+def test_memory_guard_stops_a_method_that_would_not_fit(tmp_path, float_model, monkeypatch):
+    import engine.memory_guard as guard
+    from engine.errors import UserError
+
+    monkeypatch.setenv("MQS_MEMORY_GUARD", "1")
+    monkeypatch.setattr(guard, "available_memory_bytes", lambda: 2**20)  # the RTN path's own check still passes
+    calib = unlabelled_npz(tmp_path / "c.npz")
+    with pytest.raises(UserError, match="not enough memory to quantize with gptq"):
+        QuantizeJob(float_model, "int4", str(tmp_path / "q"), method="gptq", calib=str(calib)).run(
+            JobContext(), Workspace()
+        )
+    assert not (tmp_path / "q").exists()

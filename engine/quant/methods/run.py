@@ -104,7 +104,7 @@ def memory_estimate(model: nn.Module, calib_x: np.ndarray) -> int:
     largest = 0
     for info in quantizable_layers(model):
         rows, cols = matrix_shape(info.kind, info.shape)
-        per = rows * cols * cols if info.kind == "depthwise" else cols * cols
+        per = cols * rows * rows if info.kind == "depthwise" else cols * cols  # (channels, taps, taps)
         largest = max(largest, per)
     return int(calib_x.nbytes + 6 * 8 * largest)
 
