@@ -23,6 +23,7 @@ from engine.quant.recipes import builtin_names, describe
 from gui import lm_support
 from gui.router import JobRouter
 from gui.state import AppState, settings
+from gui.tabs.method_picker import MethodPicker
 from gui.tabs.models import LAYER_COLUMNS
 from gui.tabs.quantize_tools import ActSimPanel, AutoquantPanel, RecoveryPanel, SensitivityPanel
 from gui.widgets.table_model import Column, RawSortProxy, RecordTableModel, fmt_float
@@ -88,6 +89,8 @@ class QuantizeTab(QWidget):
         recipe_row.addWidget(self.recipe_file_btn)
         form.addRow("Recipe", recipe_row)
         form.addRow("Group size", self.group_size)
+        self.method = MethodPicker()
+        form.addRow("Method", self.method)
         form.addRow("", self.help)
         buttons = QHBoxLayout()
         buttons.addWidget(self.run_btn)
@@ -200,7 +203,7 @@ class QuantizeTab(QWidget):
             self.window().show_error("Quantize", f"{recipe} is a recipe for language models")
             return
         else:
-            job = QuantizeJob(path, recipe, None, gs)
+            job = QuantizeJob(path, recipe, None, gs, **self.method.job_kwargs())
         self.run_btn.setEnabled(False)
         self.cancel_btn.setEnabled(True)
         self._job = self.router.submit(job, replace=self._job, on_result=self._on_result, on_done=self._on_done)
