@@ -288,3 +288,21 @@ def test_unknown_method_missing_calibration_and_cancel():
             build(OneLinear), resolve_recipe("int4"), "gptq", correlated(8, 128), should_stop=lambda: True
         )
     assert set(METHODS) == {"rtn", "gptq", "gptq+bc", "adaround"}
+
+
+def test_mixed_recipe_and_float_scaled_formats_fall_back_to_rtn_and_say_so():
+    from engine.quant.formats import supported_modes
+
+    x = np.random.default_rng(0).uniform(0, 1, (8, 32, 32, 3)).astype(np.float32)
+    model, _ = tiny_mobilenet()
+    qconfig, report = quantize_with_method(model, resolve_recipe("mixed-4-8"), "gptq", x, input_shape=(32, 32, 3))
+    bits = {e.get("bits") for e in qconfig["layers"].values()}
+    assert {4, 8} <= bits and report.rtn_layers == ()
+    if "mxfp4" not in supported_modes():
+        pytest.skip("this MLX has no mxfp4")
+    model, _ = tiny_mobilenet()
+    qconfig, report = quantize_with_method(model, resolve_recipe("mxfp4"), "gptq", x, input_shape=(32, 32, 3))
+    mx_layers = [p for p, e in qconfig["layers"].items() if e.get("mode") == "mxfp4"]
+    assert mx_layers and set(report.rtn_layers) == set(mx_layers)
+    assert qconfig["method"]["rtn_layers"] == list(report.rtn_layers)
+    assert np.isfinite(np.array(model(mx.array(x)))).all()
