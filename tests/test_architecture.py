@@ -129,4 +129,13 @@ def test_quantize_help_imports_only_the_quantize_command():
     commands = sorted(m for m in mods if m.startswith("engine.cli."))
     # quantize's own module and the two helpers it names: the recipe options and the language-model half.
     assert commands == ["engine.cli.language", "engine.cli.quant", "engine.cli.quantize"]
-    assert not [m for m in mods if m.startswith(("mlx", "engine.image", "engine.llm", "engine.jobs"))]
+    assert not [m for m in mods if m.startswith(("mlx", "engine.llm", "engine.jobs", "engine.runtime"))]
+    # The --method option's names and defaults, read without loading the algorithms (or MLX).
+    image = sorted(m for m in mods if m.startswith("engine.image"))
+    assert set(image) <= {
+        "engine.image",
+        "engine.image.quant",
+        "engine.image.quant.methods",
+        "engine.image.quant.methods.names",
+        "engine.image.quant.methods.options",
+    }, image

@@ -97,6 +97,8 @@ def cmd_benchmark(args) -> int:
 def cmd_quantize(args) -> int:
     from engine.jobs.language import QuantizeLanguageModelJob
 
+    if getattr(args, "method", "rtn") != "rtn":
+        return _quantize_with_method(args)
     o = _run(
         QuantizeLanguageModelJob(args.model, args.recipe, args.out, args.group_size, overwrite=args.overwrite), args
     )
@@ -193,3 +195,26 @@ def _definition() -> str:
     from engine.llm.perplexity import DEFINITION
 
     return DEFINITION
+
+
+def _quantize_with_method(args) -> int:
+    """``quantize --model LM --recipe intN --method gptq|awq --calib TEXT [--calib-size N]`` (prints one line)."""
+    from engine.image.quant.formats import parse_spec
+    from engine.jobs.language import QuantizeLMMethodJob
+    from engine.llm.methods import DEFAULT_SAMPLES
+
+    spec = parse_spec(args.recipe, args.group_size)
+    if spec.mode != "affine":
+        raise UserError(f"--method {args.method} on a language model takes an affine recipe (int2 ... int8)")
+    if not args.calib:
+        raise UserError(f"--method {args.method} needs --calib TEXT (any UTF-8 text file)")
+    samples = args.calib_size if args.calib_size else DEFAULT_SAMPLES
+    job = QuantizeLMMethodJob(
+        args.model, args.method, args.calib, args.out, spec.bits, spec.group_size, samples, overwrite=args.overwrite
+    )
+    r = _run(job, args)
+    print(
+        f"{args.model} -> {r.path}: {r.method} int{r.bits}/g{r.group_size} on {r.calib_samples} chunks of "
+        f"{r.calib_name} ({r.bits_per_weight:.2f} bits/weight, {r.seconds:.1f} s)"
+    )
+    return 0

@@ -6,9 +6,7 @@ import argparse
 
 from engine.cli import _run, language
 from engine.cli import quant as quant_cli
-from engine.core.argtypes import (
-    OVERWRITE_HELP,
-)
+from engine.core.argtypes import OVERWRITE_HELP
 
 
 def add_arguments(p: argparse.ArgumentParser) -> None:
@@ -18,6 +16,9 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     quant_cli.add_recipe_options(p)
     p.add_argument("--out", required=True, help="bundle directory to write")
     p.add_argument("--overwrite", action="store_true", help=OVERWRITE_HELP)
+    from engine.image.quant.methods.options import add_method_options
+
+    add_method_options(p)
 
 
 def run(args) -> int:
@@ -29,9 +30,13 @@ def run(args) -> int:
 def _image(args) -> int:
     from engine.cli.quant import recipe_from_args
     from engine.core.units import human_bytes
+    from engine.image.quant.methods.options import method_kwargs
     from engine.jobs.image import QuantizeJob
 
-    o = _run(QuantizeJob(args.model, recipe_from_args(args), args.out, args.group_size, overwrite=args.overwrite), args)
+    job = QuantizeJob(
+        args.model, recipe_from_args(args), args.out, args.group_size, overwrite=args.overwrite, **method_kwargs(args)
+    )
+    o = _run(job, args)
     print(
         f"{o.source.name} -> {o.card.name}: {human_bytes(o.source.size_on_disk)} -> {human_bytes(o.card.size_on_disk)} "
         f"({o.card.bits_per_weight:.2f} bits/weight, {o.seconds:.2f} s) -> {o.path}"

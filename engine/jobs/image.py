@@ -145,15 +145,19 @@ class QuantizeJob:
     store: bool = True
     overwrite: bool = False  # replace a folder this app wrote at ``out``
     title: str = "Quantize"
+    method: str = "rtn"  # how codes are chosen: engine.image.quant.methods.METHODS
+    calib: str | None = None  # calibration images for a calibrated method (None: default-val)
+    calib_size: int = 128
 
     def run(self, ctx: JobContext, ws: Workspace) -> QuantizeOutcome:
         recipe = resolve_recipe(self.recipe, self.group_size)
+        label = recipe.name if self.method == "rtn" else f"{recipe.name}-{self.method}"
         source = ws.bundle(self.model)
         if source.quantization:
             raise UserError(
                 f"model '{source.name}' is already quantized ({source.recipe_name}); start from a float model"
             )
-        out = Path(self.out).expanduser() if self.out else default_variant_path(source, recipe.name)
+        out = Path(self.out).expanduser() if self.out else default_variant_path(source, label)
         # The app's own default folder is the app's to replace; a folder the user named needs overwrite.
         overwrite = self.overwrite or not self.out
         check_output_dir(out, overwrite=overwrite, inputs=(source.path,))
@@ -163,12 +167,19 @@ class QuantizeJob:
         # memory, so what is still needed is the working copy and the quantized result.
         check_memory(source.size_on_disk() or 0, QUANTIZE_FACTOR - 1.0, "quantize", source.path)
         work = source.clone()  # from the weights in memory: the source is read from disk once
-        qconfig = quantize_model(
-            work.model, recipe, ctx.scaled(0.0, 0.9), ctx.should_stop, input_shape=source.input_shape()
-        )
+        calibrated = None
+        if self.method != "rtn":
+            from engine.image.quant.methods.job import quantize_calibrated
+
+            calibrated = quantize_calibrated(work, source, recipe, self.method, self.calib, self.calib_size, ctx)
+            qconfig = calibrated.qconfig
+        else:
+            qconfig = quantize_model(
+                work.model, recipe, ctx.scaled(0.0, 0.9), ctx.should_stop, input_shape=source.input_shape()
+            )
         ctx.check()
         variant = ModelBundle(
-            name=f"{source.name}-{recipe.name}",
+            name=f"{source.name}-{label}",
             arch=source.arch,
             arch_config=source.arch_config,
             preprocessing=source.preprocessing,
@@ -180,6 +191,7 @@ class QuantizeJob:
                 "parent": str(source.path),
                 "parent_hash": source.content_hash(),
                 "recipe": recipe.name,
+                **(calibrated.source_fields() if calibrated else {"method": "rtn"}),
             },
         )
         variant.save(out, overwrite=overwrite, inputs=(source.path,))
@@ -204,8 +216,13 @@ class QuantizeJob:
                         "compression_ratio": (src_card.size_on_disk or 0) / (card.size_on_disk or 1),
                         "bits_per_weight": card.bits_per_weight,
                         "params": float(card.params),
+                        **(calibrated.metrics() if calibrated else {}),
                     },
-                    settings={"recipe": recipe.to_dict(), "source": str(source.path)},
+                    settings={
+                        "recipe": recipe.to_dict(),
+                        "source": str(source.path),
+                        "method": calibrated.settings() if calibrated else {"name": "rtn"},
+                    },
                 )
             )
         return QuantizeOutcome(card.path, recipe.name, card, src_card, seconds, record)

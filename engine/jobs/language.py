@@ -18,6 +18,7 @@ from engine.llm.bench import LMBenchResult, LMBenchSettings, TokenTick, benchmar
 from engine.llm.detect import DEFAULT_TEXT, resolve_lm_spec
 from engine.llm.generate import GenerationResult, GenerationSettings, generate_text
 from engine.llm.loader import LanguageModelCard, load_language_model
+from engine.llm.methods import DEFAULT_SAMPLES, DEFAULT_SEQUENCE_LENGTH, LMMethodResult, quantize_lm_with_method
 from engine.llm.perplexity import DEFAULT_CONTEXT, PerplexityResult, perplexity, read_text
 from engine.llm.quantize import LMQuantizeResult, quantize_language_model, recipe_label, resolve_recipe
 from engine.llm.sensitivity import DEFAULT_CANDIDATES, SensitivityReport, measure_sensitivity
@@ -290,3 +291,57 @@ class SensitivityJob:
             ws.forget(self.out)
         ctx.progress(1.0, "done")
         return report, result
+
+
+@dataclass(frozen=True)
+class QuantizeLMMethodJob:
+    """A language model quantized by mlx-lm's GPTQ or AWQ on calibration text (a job, like QuantizeJob)."""
+
+    model: str
+    method: str
+    text: str  # calibration text file (any UTF-8 text)
+    out: str
+    bits: int = 4
+    group_size: int = 64
+    samples: int = DEFAULT_SAMPLES
+    sequence_length: int = DEFAULT_SEQUENCE_LENGTH
+    store: bool = True
+    overwrite: bool = False
+    title: str = "Quantize language model (calibrated)"
+
+    def run(self, ctx, ws) -> LMMethodResult:
+        from engine.measure.results import RunRecord
+
+        ctx.progress(0.0, f"{self.method}: quantizing {self.model} to int{self.bits}/g{self.group_size}")
+        result = quantize_lm_with_method(
+            self.model, self.method, self.out, self.text, self.bits, self.group_size, self.samples,
+            self.sequence_length, ctx.scaled(0.0, 0.95), ctx.should_stop, self.overwrite,
+        )  # fmt: skip
+        ws.forget(result.path)
+        if self.store:
+            ws.store.add(
+                RunRecord(
+                    kind="quantize",
+                    model_name=Path(result.path).name,
+                    model_path=result.path,
+                    model_hash="",
+                    recipe=f"int{self.bits}-g{self.group_size}",
+                    metrics={
+                        "seconds": result.seconds,
+                        "quantization_seconds": result.seconds,
+                        "quantization_peak_memory_bytes": float(result.peak_memory_bytes),
+                        "bits_per_weight": result.bits_per_weight,
+                    },
+                    settings={
+                        "method": {
+                            "name": self.method,
+                            "calibration": result.calib_name,
+                            "calibration_size": result.calib_samples,
+                            "sequence_length": self.sequence_length,
+                        },
+                        "source": self.model,
+                    },
+                )
+            )
+        ctx.progress(1.0, f"saved {result.path}")
+        return result

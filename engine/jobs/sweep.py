@@ -104,10 +104,15 @@ def parse_recipes(text: str | Iterable[str], group_size: int | None = None) -> t
     for name in (s.strip().lower() for s in items):
         if not name:
             continue
+        base, _, method = name.partition("@")  # "int4@gptq": a recipe with a quantization method
         if name == "fp32":
             label = "fp32"
         else:
-            label = make_recipe(name, None if name in FLOAT_RECIPES else group_size).name
+            label = make_recipe(base, None if base in FLOAT_RECIPES else group_size).name
+            if method and method != "rtn":
+                from engine.image.quant.methods import check_method
+
+                label = f"{label}@{check_method(method)}"
         if label not in [lab for _, lab in out]:
             out.append((name, label))
     if not out:
@@ -249,6 +254,7 @@ class SweepJob:
 
     def _variant(self, ctx, ws, source, dataset, recipe, index, sweep_id, out, stage) -> tuple[SweepRow, RunRecord]:
         name, label = recipe
+        name, _, method = name.partition("@")
         quantize_seconds = 0.0
         if label == "fp32":
             path = str(source.path)  # the float model, measured as it is
@@ -260,6 +266,7 @@ class SweepJob:
                 None if name in FLOAT_RECIPES else self.group_size,
                 store=False,
                 overwrite=True,  # inside the sweep's own folder
+                method=method or "rtn",  # calibrated on the default validation split
             ).run(JobContext(stage(0, "quantize"), None, ctx.should_stop), ws)
             path, quantize_seconds = q.path, q.seconds
         ctx.check()

@@ -24,6 +24,7 @@ from engine.jobs.image import QuantizeJob, QuantizeOutcome
 from gui import lm_support
 from gui.router import JobRouter
 from gui.state import AppState, settings
+from gui.tabs.method_picker import MethodPicker
 from gui.tabs.models import LAYER_COLUMNS
 from gui.tabs.quantize_tools import ActSimPanel, AutoquantPanel, RecoveryPanel, SensitivityPanel
 from gui.widgets.job_owner import JobOwner
@@ -89,6 +90,8 @@ class QuantizeTab(JobOwner, QWidget):
         recipe_row.addWidget(self.recipe_file_btn)
         form.addRow("Recipe", recipe_row)
         form.addRow("Group size", self.group_size)
+        self.method = MethodPicker()
+        form.addRow("Method", self.method)
         form.addRow("", self.help)
         buttons = QHBoxLayout()
         buttons.addWidget(self.run_btn)
@@ -224,7 +227,7 @@ class QuantizeTab(JobOwner, QWidget):
         if lm_support.is_language(self.state, path):
             job = lm_support.quantize_job(path, recipe, gs if recipe.startswith("int") else None)
         else:
-            job = QuantizeJob(path, recipe, None, gs)
+            job = QuantizeJob(path, recipe, None, gs, **self.method.job_kwargs())
         self.submit_job(job, on_result=self._on_result)
 
     @Slot()

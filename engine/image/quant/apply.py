@@ -178,13 +178,15 @@ def empty_quantized_layer(module: nn.Module, entry: dict) -> nn.Module:
     """A quantized module of the right structure for ``module`` and its config entry (weights to be loaded)."""
     spec = LayerSpec.from_dict(entry)
     kind = entry.get("type") or layer_kind(module)
+    # A calibrated method's bias correction may give a bias-less layer one (entry "bias": true).
+    has_bias = "bias" in module or bool(entry.get("bias"))
     if kind == "linear":
         out_dims, in_dims = module.weight.shape
-        return nn.QuantizedLinear(in_dims, out_dims, "bias" in module, spec.group_size, spec.bits, spec.mode)
+        return nn.QuantizedLinear(in_dims, out_dims, has_bias, spec.group_size, spec.bits, spec.mode)
     if kind == "depthwise":
         c, kh, kw, _ = module.weight.shape
         return QuantizedDepthwiseConv2d(
-            c, (kh, kw), module.stride, module.padding, "bias" in module, spec.group_size, spec.bits, spec.mode
+            c, (kh, kw), module.stride, module.padding, has_bias, spec.group_size, spec.bits, spec.mode
         )
     out_ch, kh, kw, in_pg = module.weight.shape
     groups = getattr(module, "groups", 1)
@@ -196,7 +198,7 @@ def empty_quantized_layer(module: nn.Module, entry: dict) -> nn.Module:
         module.padding,
         getattr(module, "dilation", 1),
         groups,
-        "bias" in module,
+        has_bias,
         spec.group_size,
         spec.bits,
         spec.mode,

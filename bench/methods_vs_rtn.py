@@ -1,0 +1,144 @@
+"""Quantization methods side by side at equal bits per weight, on an imported MobileNetV2.
+
+    python bench/methods_vs_rtn.py                      # train ~1-2 min, then 24 quantizations
+    python bench/methods_vs_rtn.py --formats int4,int3 --methods rtn,gptq --steps 200 --work /tmp/m
+
+The model is ``bench/autoquant_vs_uniform.py``'s: a PyTorch MobileNetV2 (torchvision's
+module names) trained from scratch on the 3,500 MNIST training images, saved as
+.safetensors and imported with ``main.py import`` (logits checked against PyTorch).
+Each variant is made by ``main.py quantize --recipe FORMAT --method METHOD`` in its own
+process (so its wall time and peak RSS are the quantization's alone, Python start-up and
+model load included), calibrated on ``--calib-size`` images of the validation split
+(``default-val``: neither trained on nor scored), and scored on the shipped held-out
+split (1,000 images): accuracy, agreement of the top-1 answer with the float model, mean
+KL(float || variant) in nats. All methods of one format store the same layout, so their
+bits per weight are equal (bias correction adds no bytes: every conv has a folded bias).
+Weight-only quantization; activations stay float32.
+
+Measured (defaults, 2 shared CPU cores, 28 min; table in docs/readme/methods.md): fp32 88.6 %;
+int4/g32 RTN 85.2 % (88.8 % agreement) vs GPTQ+BC 88.3 % (94.3 %); int3/g64 RTN 65.7 % vs
+GPTQ+BC 81.2 %.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+import numpy as np
+from autoquant_vs_uniform import PREPROCESS, mnist_splits, torch_mobilenet_v2, train
+from common import ROOT
+
+
+def quantize(fp32: Path, out: Path, fmt: str, method: str, calib_size: int, env: dict) -> tuple[float, int]:
+    """(wall seconds, peak RSS bytes) of one ``main.py quantize`` process."""
+    name, _, gs = fmt.partition("-g")
+    cmd = [sys.executable, str(ROOT / "main.py"), "quantize", "--model", str(fp32), "--recipe", name,
+           "--out", str(out), "--method", method]  # fmt: skip
+    if gs:
+        cmd += ["--group-size", gs]
+    if method != "rtn":
+        cmd += ["--calib", "default-val", "--calib-size", str(calib_size)]
+    t0 = time.perf_counter()
+    proc = subprocess.Popen(cmd, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, env=env, cwd=ROOT, text=True)
+    _, status, usage = os.wait4(proc.pid, 0)
+    seconds = time.perf_counter() - t0
+    err = proc.stderr.read()
+    proc.returncode = os.waitstatus_to_exitcode(status)
+    if proc.returncode != 0:
+        raise SystemExit(f"quantize {fmt} {method} failed: {err.strip()}")
+    return seconds, int(usage.ru_maxrss * (1 if sys.platform == "darwin" else 1024))
+
+
+def main() -> int:
+    ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    ap.add_argument("--width-mult", type=float, default=0.35)
+    ap.add_argument("--input-size", type=int, default=32)
+    ap.add_argument("--steps", type=int, default=400)
+    ap.add_argument("--batch", type=int, default=64)
+    ap.add_argument("--formats", default="int4-g64,int4-g32,int3-g64,int3-g32,int2-g64,int2-g32")
+    ap.add_argument("--methods", default="rtn,gptq,gptq+bc,adaround")
+    ap.add_argument("--calib-size", type=int, default=128, help="calibration images (validation split)")
+    ap.add_argument("--seed", type=int, default=0)
+    ap.add_argument("--threads", type=int, default=1, help="torch threads for training")
+    ap.add_argument("--work", help="folder for the checkpoint and bundles (default: a temporary one)")
+    args = ap.parse_args()
+
+    import torch
+    from safetensors.torch import save_file
+
+    torch.set_num_threads(args.threads)
+    work = Path(args.work or tempfile.mkdtemp(prefix="methods-vs-rtn-"))
+    work.mkdir(parents=True, exist_ok=True)
+    env = {**os.environ, "MQS_DATA_DIR": str(work / "data-dir")}
+    t_start = time.perf_counter()
+
+    (xtr, ytr, xte, yte), _ = mnist_splits(args.input_size)
+    fp32 = work / "fp32"
+    if not (fp32 / "config.json").exists():
+        net = torch_mobilenet_v2(args.width_mult, 10)
+        print(f"training a torch MobileNetV2 (width {args.width_mult}) on {len(xtr)} images, {args.steps} steps")
+        secs = train(net, xtr, ytr, args.steps, args.batch, args.seed)
+        print(f"trained in {secs:.0f} s")
+        ckpt = work / "mobilenet_v2_mnist.safetensors"
+        save_file({k: v.contiguous() for k, v in net.state_dict().items()}, str(ckpt))
+        labels = ",".join(str(i) for i in range(10))
+        cmd = [sys.executable, str(ROOT / "main.py"), "import", "--arch", "mobilenet_v2", "--weights", str(ckpt),
+               "--labels", labels, "--input-size", str(args.input_size), "--preprocess", PREPROCESS, "--out", str(fp32)]  # fmt: skip
+        subprocess.run(cmd, check=True, env=env, cwd=ROOT, capture_output=True)
+        with torch.no_grad():
+            torch_logits = net(torch.from_numpy(xte[:64])).numpy()
+    else:
+        torch_logits = None
+        print(f"reusing the imported model in {fp32}")
+
+    from engine.image.bundle import load_bundle
+    from engine.image.model_card import model_card
+    from engine.image.quant.calibration import OutputChange, logits_of
+
+    x = np.ascontiguousarray(xte.transpose(0, 2, 3, 1))
+    ref = logits_of(load_bundle(fp32).model, x)
+    if torch_logits is not None:
+        diff = float(np.abs(ref[:64] - torch_logits).max())
+        assert diff < 1e-3, f"the imported model does not compute what PyTorch computes ({diff:.2e})"
+    float_acc = float(np.mean(ref.argmax(1) == yte))
+    float_bpw = model_card(load_bundle(fp32)).bits_per_weight
+
+    rows = [("fp32", "-", float_bpw, float_acc, 1.0, 0.0, None, None)]
+    for fmt in args.formats.split(","):
+        for method in args.methods.split(","):
+            out = work / f"{fmt}-{method}"
+            seconds, rss = quantize(fp32, out, fmt, method, args.calib_size, env)
+            bundle = load_bundle(out)
+            logits = logits_of(bundle.model, x)
+            change = OutputChange.between(ref, logits, yte)
+            bpw = model_card(bundle).bits_per_weight
+            rows.append((fmt, method, bpw, change.accuracy, 1.0 - change.flip_rate, change.kl, seconds, rss))
+            r = rows[-1]
+            print(
+                f"  {fmt:<9} {method:<9} acc {r[3]:.2%}  agree {r[4]:.2%}  KL {r[5]:.4f}  {seconds:.1f} s", flush=True
+            )
+
+    print(
+        f"\nMobileNetV2 width {args.width_mult}, {args.input_size} px, trained {args.steps} steps (seed {args.seed}); "
+        f"calibration: {args.calib_size} images of default-val; held-out: {len(x)} images; work dir {work}"
+    )
+    head = f"{'format':<10}{'method':<10}{'bits/w':>8}{'accuracy':>10}{'vs fp32':>9}{'agree':>9}{'KL':>9}"
+    print(head + f"{'quant s':>9}{'peak RSS':>10}")
+    for fmt, method, bpw, acc, agree, kl, secs, rss in rows:
+        tail = "" if secs is None else f"{secs:>9.1f}{rss / 2**20:>7.0f} MB"
+        print(
+            f"{fmt:<10}{method:<10}{bpw:>8.3f}{acc:>10.2%}{100 * (acc - float_acc):>+8.2f}p"
+            f"{agree:>9.2%}{kl:>9.4f}{tail}"
+        )
+    print(f"total {time.perf_counter() - t_start:.0f} s")
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

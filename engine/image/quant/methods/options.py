@@ -1,0 +1,38 @@
+"""Command-line options of the quantization methods (``quantize --method ... --calib ...``)."""
+
+from __future__ import annotations
+
+import argparse
+
+from engine.core.argtypes import positive_int
+from engine.image.quant.methods.names import DEFAULT_CALIB_SIZE, DEFAULT_METHOD, METHODS
+
+LM_ONLY = ("awq",)  # language models: mlx-lm's AWQ (and GPTQ), see engine.llm.methods
+METHOD_HELP = (
+    "how codes are chosen: rtn (round to nearest, no calibration, default), gptq (second-order rounding "
+    "with error feedback), gptq+bc (GPTQ then bias correction), adaround (learned rounding; slowest); "
+    "language models: gptq or awq (mlx-lm's, --calib a text file, --calib-size chunks). "
+    "Cost on the bench's MobileNetV2 (2 CPU cores, 128 images): see docs/readme/methods.md"
+)
+
+
+def add_method_options(p: argparse.ArgumentParser) -> None:
+    g = p.add_argument_group("quantization method (image models)")
+    g.add_argument("--method", choices=tuple(METHODS) + LM_ONLY, default=DEFAULT_METHOD, help=METHOD_HELP)
+    g.add_argument(
+        "--calib",
+        metavar="DATA",
+        help="calibration data for --method other than rtn: any folder or .npz of images, labels optional, "
+        "or a dataset name (default: default-val); for a language model any UTF-8 text file",
+    )
+    g.add_argument(
+        "--calib-size",
+        type=positive_int,
+        help=f"calibration images to use (default {DEFAULT_CALIB_SIZE}; time grows linearly, memory barely); "
+        "language models: text chunks (default 32 of 256 tokens)",
+    )
+
+
+def method_kwargs(args) -> dict:
+    """QuantizeJob keyword arguments from parsed options."""
+    return {"method": args.method, "calib": args.calib, "calib_size": args.calib_size or DEFAULT_CALIB_SIZE}

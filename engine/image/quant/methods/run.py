@@ -1,0 +1,266 @@
+"""Quantize a model layer by layer with a calibrated method (sequentially, as GPTQ does).
+
+Same plan, folding and config as ``engine.image.quant.apply.quantize_model``; only the codes
+differ. Layers go in execution order, each one's statistics taken on the model whose
+earlier layers are already quantized, so later layers compensate earlier errors. Each
+layer first gets its RTN module (structure and layout exactly as RTN would store it),
+whose weight, scales and biases are then replaced by the method's: a bundle made by any
+method loads and runs like an RTN one.
+
+Falls back to RTN, and says so in the report, for layers a method does not cover: the
+float-scaled formats (mxfp4, mxfp8, nvfp4) and grouped (non-depthwise) convolutions.
+"""
+
+from __future__ import annotations
+
+import resource
+import sys
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+
+import mlx.core as mx
+import mlx.nn as nn
+import numpy as np
+
+from engine.core.errors import Cancelled, UserError
+from engine.image.quant.apply import _cast_float_params, quantizable_layers, quantize_layer
+from engine.image.quant.fold import fold_batchnorm, folded_pairs
+from engine.image.quant.formats import LayerSpec
+from engine.image.quant.hooks import replace_modules
+from engine.image.quant.layers import conv_matrix, depthwise_matrix
+from engine.image.quant.methods.adaround import DEFAULT_ITERS, DEFAULT_LAMBDA, adaround_matrix
+from engine.image.quant.methods.affine import triple
+from engine.image.quant.methods.bias_correction import corrected_bias
+from engine.image.quant.methods.capture import layer_stats, output_means
+from engine.image.quant.methods.gptq import DEFAULT_DAMP, gptq_depthwise, gptq_matrix, rtn_matrix
+from engine.image.quant.methods.names import DEFAULT_CALIB_SIZE, DEFAULT_METHOD, METHODS  # noqa: F401
+from engine.image.quant.recipes import Recipe
+from engine.image.quant.sizing import matrix_shape, padded_dims
+
+
+@dataclass(frozen=True)
+class MethodSettings:
+    """Settings of the calibrated methods (all have defaults)."""
+
+    damp: float = DEFAULT_DAMP  # GPTQ dampening, fraction of the mean Hessian diagonal
+    act_order: bool = False  # GPTQ columns by decreasing Hessian diagonal (static groups)
+    adaround_iters: int = DEFAULT_ITERS
+    adaround_lambda: float = DEFAULT_LAMBDA
+    adaround_lr: float = 3e-2
+    batch_size: int = 32  # calibration images per forward pass
+
+    def to_dict(self) -> dict:
+        return dict(self.__dict__)
+
+
+@dataclass(frozen=True)
+class MethodReport:
+    """What a calibrated quantization did and what it cost."""
+
+    method: str
+    calib_name: str
+    calib_size: int
+    seconds: float
+    peak_memory_bytes: int  # MLX's peak allocation during the run + the process's peak RSS growth
+    rtn_layers: tuple[str, ...] = ()  # layers the method does not cover, rounded to nearest
+    bias_added: tuple[str, ...] = ()  # layers that got a bias from bias correction
+    settings: dict = field(default_factory=dict)
+
+    def to_dict(self) -> dict:
+        return {
+            "name": self.method,
+            "calibration": self.calib_name,
+            "calibration_size": self.calib_size,
+            "seconds": self.seconds,
+            "peak_memory_bytes": self.peak_memory_bytes,
+            "rtn_layers": list(self.rtn_layers),
+            "bias_added": list(self.bias_added),
+            "settings": self.settings,
+        }
+
+
+def check_method(method: str) -> str:
+    if method not in METHODS:
+        raise UserError(f"unknown quantization method '{method}' (use one of {', '.join(METHODS)})")
+    return method
+
+
+def _rss_bytes() -> int:
+    rss = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
+    return int(rss if sys.platform == "darwin" else rss * 1024)
+
+
+def memory_estimate(model: nn.Module, calib_x: np.ndarray) -> int:
+    """Bytes a calibrated run needs beyond the model: the images, and float64 Hessians (and copies) of the largest layer."""
+    largest = 0
+    for info in quantizable_layers(model):
+        rows, cols = matrix_shape(info.kind, info.shape)
+        per = cols * rows * rows if info.kind == "depthwise" else cols * cols  # (channels, taps, taps)
+        largest = max(largest, per)
+    return int(calib_x.nbytes + 6 * 8 * largest)
+
+
+def _layer_matrix(module: nn.Module, kind: str) -> np.ndarray:
+    if kind == "linear":
+        return np.array(module.weight, dtype=np.float32)
+    if kind == "depthwise":
+        return np.array(depthwise_matrix(module.weight), dtype=np.float32)
+    return np.array(conv_matrix(module.weight), dtype=np.float32)
+
+
+def _padded(w: np.ndarray, h: np.ndarray, kind: str, cols_p: int) -> tuple[np.ndarray, np.ndarray]:
+    """Zero columns (and zero Hessian entries: unreached inputs) up to the stored width."""
+    extra = cols_p - w.shape[1]
+    if extra <= 0:
+        return w, h
+    w = np.pad(w, [(0, 0), (0, extra)])
+    if kind == "depthwise":
+        return w, np.pad(h, [(0, extra), (0, 0), (0, 0)])
+    return w, np.pad(h, [(0, extra), (0, extra)])
+
+
+def _covered(module: nn.Module, kind: str, entry: dict) -> bool:
+    return entry.get("mode") == "affine" and (kind != "conv" or getattr(module, "groups", 1) == 1)
+
+
+def quantize_with_method(
+    model: nn.Module,
+    recipe: Recipe,
+    method: str,
+    calib_x: np.ndarray,
+    calib_name: str = "calibration",
+    settings: MethodSettings | None = None,
+    progress: Callable[[float, str], None] | None = None,
+    should_stop: Callable[[], bool] | None = None,
+    input_shape: tuple[int, int, int] | None = None,
+) -> tuple[dict, MethodReport]:
+    """Quantize ``model`` in place with ``recipe``'s formats and ``method``'s codes.
+
+    Args:
+        model: a float model (parameters evaluated, eval mode).
+        recipe: the storage plan (which format each layer gets).
+        method: one of METHODS other than 'rtn'.
+        calib_x: preprocessed NHWC calibration images (labels are never needed).
+        calib_name: the calibration set's name, for the config and the report.
+        settings: the methods' settings (defaults: MethodSettings()).
+        progress: called with (fraction, message) per layer.
+        should_stop: polled between layers and inside long steps; a true answer raises Cancelled.
+        input_shape: (H, W, C) of one input, for the execution order and BatchNorm folding.
+
+    Returns:
+        (the quantization config, as ``quantize_model``'s plus a ``method`` entry; the report).
+
+    Raises:
+        UserError: unknown method or no calibration images.
+        Cancelled: should_stop() turned true.
+    """
+    check_method(method)
+    if method == "rtn":
+        raise UserError("method 'rtn' needs no calibration: use quantize_model")
+    if calib_x is None or len(calib_x) == 0:
+        raise UserError(f"method '{method}' needs calibration images; none were given")
+    settings = settings or MethodSettings()
+    stop = should_stop or (lambda: False)
+    t0 = time.perf_counter()
+    rss0 = _rss_bytes()
+    mx.reset_peak_memory()
+    calib_x = np.asarray(calib_x, dtype=np.float32)
+
+    folded = folded_pairs(model)
+    layers = quantizable_layers(model, input_shape)
+    plan = recipe.plan(layers)
+    if recipe.fold_bn and input_shape is not None and any(s.quantized for s in plan.values()):
+        folded += fold_batchnorm(model, input_shape)
+        layers = quantizable_layers(model, input_shape)
+        plan = recipe.plan(layers)
+    modules = dict(model.named_modules())
+    correct = method.endswith("+bc")
+    quantized_paths = [info.path for info in layers if plan[info.path].quantized]
+    float_means = output_means(model, quantized_paths, calib_x, settings.batch_size, stop) if correct else {}
+
+    entries: dict[str, dict] = {}
+    float_layers: dict[str, str] = {}
+    rtn_layers, bias_added = [], []
+    for i, info in enumerate(layers):
+        if stop():
+            raise Cancelled()
+        spec = plan[info.path]
+        module = modules[info.path]
+        if not spec.quantized:
+            entry = {"type": info.kind, **spec.to_dict()}
+            if spec.dtype != recipe.float_dtype:
+                float_layers[info.path] = spec.dtype
+            entries[info.path] = entry
+            continue
+        new, entry = quantize_layer(module, info.kind, spec, recipe.scale_dtype, recipe.adapt_layout)
+        if "mode" not in entry:
+            float_layers[info.path] = entry["dtype"]
+            entries[info.path] = entry
+            continue
+        if _covered(module, info.kind, entry):
+            added = _apply_to_layer(model, module, new, info.path, info.kind, entry, method, calib_x, settings,
+                                    recipe.scale_dtype, float_means.get(info.path), stop)  # fmt: skip
+            if added:
+                entry["bias"] = True
+                bias_added.append(info.path)
+        else:
+            rtn_layers.append(info.path)
+        mx.eval(new.parameters())
+        replace_modules(model, {info.path: new})
+        entries[info.path] = entry
+        if progress is not None:
+            progress((i + 1) / len(layers), f"{info.path}: {LayerSpec.from_dict(entry).label()} ({method})")
+    _cast_float_params(model, recipe.float_dtype, float_layers)
+    mx.eval(model.parameters())
+    report = MethodReport(
+        method,
+        calib_name,
+        int(len(calib_x)),
+        time.perf_counter() - t0,
+        int(mx.get_peak_memory() + max(0, _rss_bytes() - rss0)),
+        tuple(rtn_layers),
+        tuple(bias_added),
+        settings.to_dict(),
+    )
+    qconfig = {
+        "recipe": recipe.to_dict(),
+        "float_dtype": recipe.float_dtype,
+        "compute_dtype": recipe.compute_dtype,
+        "scale_dtype": recipe.scale_dtype,
+        "folded": [list(p) for p in folded],
+        "layers": entries,
+        "method": report.to_dict(),
+    }
+    return qconfig, report
+
+
+def _apply_to_layer(model, module, new, path, kind, entry, method, calib_x, settings, scale_dtype, float_mean, stop):
+    """Replace ``new``'s RTN codes by the method's; returns True when bias correction added a bias."""
+    gs, bits = entry["group_size"], entry["bits"]
+    stats = layer_stats(model, path, kind, calib_x, settings.batch_size, stop)
+    w = _layer_matrix(module, kind)
+    rows, cols = w.shape
+    _, cols_p = padded_dims(rows, cols, gs, "affine")
+    w_p, h_p = _padded(w, stats.hessian, kind, cols_p)
+    if method.startswith("gptq"):
+        if kind == "depthwise":
+            qm = gptq_depthwise(w_p, h_p, gs, bits, scale_dtype, settings.damp, stop)
+        else:
+            qm = gptq_matrix(w_p, h_p, gs, bits, scale_dtype, settings.damp, settings.act_order, should_stop=stop)
+    elif method.startswith("adaround"):
+        qm = adaround_matrix(w_p, h_p, gs, bits, scale_dtype, settings.adaround_iters, settings.adaround_lambda,
+                             settings.adaround_lr, stop)  # fmt: skip
+    else:
+        qm = rtn_matrix(w_p, gs, bits, scale_dtype)
+    wq, scales, biases = triple(qm.codes, qm.scales, qm.biases, bits)
+    for name, arr in (("weight", wq), ("scales", scales), ("biases", biases)):
+        if new[name].shape != arr.shape:
+            raise RuntimeError(f"{path}: {method} produced {name} {arr.shape}, the layer stores {new[name].shape}")
+    new.weight, new.scales, new.biases = wq, scales, biases
+    if float_mean is None:
+        return False
+    had_bias = "bias" in new
+    bias = np.array(new["bias"], dtype=np.float32) if had_bias else None
+    new.bias = mx.array(corrected_bias(kind, qm.weight[:, :cols], bias, stats.mean, float_mean))
+    return not had_bias
