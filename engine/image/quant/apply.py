@@ -66,7 +66,8 @@ def quantizable_layers(model: nn.Module, input_shape: tuple[int, int, int] | Non
     found = [(p, m, k) for p, m, k in found if k is not None]
     if input_shape is not None and found:
         order = {}
-        for call in trace_calls(model, example_input(input_shape, batch=1), [p for p, _, _ in found]):
+        lazy = trace_calls(model, example_input(input_shape, batch=1), [p for p, _, _ in found], evaluate=False)
+        for call in lazy:
             order.setdefault(call.path, len(order))
         found.sort(key=lambda t: order.get(t[0], len(order)))
     return [LayerInfo(p, k, tuple(m.weight.shape), "bias" in m) for p, m, k in found]
