@@ -122,8 +122,8 @@ def test_live_plots_never_stall_and_do_not_slow_the_benchmark(tab, qtbot, monkey
     assert max(rates) <= 10.5, f"a plot repainted {max(rates):.1f} times a second"
     runs = f"plots shown: means {shown} ms, gaps {gaps} s; hidden: means {hidden} ms, gaps {quiet_gaps} s"
     # Two cores shared by several users stall any event loop: with the plots hidden the same job then
-    # already shows gaps over 50 ms or means 2 % apart, and nothing can be said about the plots.
-    if max(quiet_gaps) >= 0.050 or abs(hidden[0] - hidden[1]) / min(hidden) > 0.02:
+    # already shows gaps over 50 ms or means as far apart as the 5 % judged, and nothing can be said.
+    if max(quiet_gaps) >= 0.050 or abs(hidden[0] - hidden[1]) / min(hidden) > 0.05:
         pytest.skip(f"the machine itself is too loaded to judge ({runs})")
     assert max(gaps) < 0.050, f"the event loop stalled {1000 * max(gaps):.0f} ms ({runs})"
     mean_shown, mean_hidden = statistics.mean(shown), statistics.mean(hidden)
