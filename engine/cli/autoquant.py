@@ -33,6 +33,12 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--candidates", type=csv_list, default=None, help="formats a layer may take (default int2..int8)")
     p.add_argument("--group-size", type=int, choices=(32, 64, 128))
     p.add_argument("--no-fold-bn", action="store_true")
+    p.add_argument(
+        "--sensitivity",
+        choices=("fisher", "exact"),
+        default="fisher",
+        help="per-layer costs predicted from the Fisher information (fast), or measured layer by layer (exact)",
+    )
     p.add_argument("--trace-csv", help="write the search trace")
     p.add_argument("--json", action="store_true")
 
@@ -60,6 +66,7 @@ def run(args) -> int:
         not args.no_fold_bn,
         args.out,
         overwrite=args.overwrite,
+        sensitivity=args.sensitivity,
     )
     o = _run(job, args)
     res = o.result

@@ -141,6 +141,7 @@ class AutoquantJob:
     out: str | None = None
     overwrite: bool = False  # replace a folder this app wrote at ``out``
     store: bool = True
+    sensitivity: str = "fisher"  # or "exact": every layer alone in every format (O(layers x formats) forwards)
     title: str = "Autoquant"
 
     def run(self, ctx: JobContext, ws: Workspace) -> AutoquantOutcome:
@@ -166,6 +167,7 @@ class AutoquantJob:
             progress=ctx.scaled(0.0, 0.97),
             should_stop=ctx.should_stop,
             on_step=ctx.partial,
+            sensitivity=self.sensitivity,
         )
         ctx.check()
         from engine.image.quant.autoquant import build_variant

@@ -30,6 +30,7 @@ from gui import lm_support
 from gui.dialogs import open_folder
 from gui.router import JobRouter
 from gui.state import AppState, settings
+from gui.widgets.backend_note import backend_note
 from gui.widgets.job_owner import JobOwner
 from gui.widgets.live_plot import LivePlot
 from gui.widgets.plot_export import save_plots_button
@@ -182,6 +183,8 @@ class BenchmarkTab(JobOwner, QWidget):
 
         layout = QVBoxLayout(self)
         layout.addWidget(box)
+        self.backend_note = backend_note()
+        layout.addWidget(self.backend_note)
         split = QSplitter(Qt.Orientation.Vertical)
         split.addWidget(plots)
         table_w = QWidget()

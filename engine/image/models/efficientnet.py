@@ -17,7 +17,7 @@ import mlx.core as mx
 import mlx.nn as nn
 
 from engine.image.models.base import ArchConfig, head_classes, in_channels_of, sanitize_timm, timm_stem_head_rules
-from engine.image.models.layers import conv_norm, global_avg_pool, make_divisible, run_conv_norm
+from engine.image.models.layers import conv_norm, global_avg_pool, make_divisible, mean_f32, run_conv_norm
 
 # expand ratio, kernel, stride, in channels, out channels, layers (B0 baseline).
 STAGES = (
@@ -47,7 +47,7 @@ class SqueezeExcitation(nn.Module):
         self.fc2 = nn.Conv2d(squeeze, channels, 1)
 
     def __call__(self, x: mx.array) -> mx.array:
-        s = mx.mean(x, axis=(1, 2), keepdims=True)
+        s = mean_f32(x, axis=(1, 2), keepdims=True)
         s = mx.sigmoid(self.fc2(nn.silu(self.fc1(s))))
         return x * s
 

@@ -23,7 +23,7 @@ import mlx.core as mx
 import mlx.nn as nn
 
 from engine.image.data.preprocess import Preprocessing
-from engine.image.models.layers import ACTIVATIONS, DepthwiseConv2d, pool2d
+from engine.image.models.layers import ACTIVATIONS, DepthwiseConv2d, mean_f32, pool2d
 
 GRAPH_PREPROCESSING = Preprocessing(input_size=(224, 224), channels=3, resize="stretch", scale="unit")
 
@@ -119,7 +119,7 @@ def _act(x: mx.array, a: dict) -> mx.array:
     if kind == "hardsigmoid":
         return mx.clip(x * a.get("alpha", 1 / 6) + a.get("beta", 0.5), 0.0, 1.0)
     if kind == "softmax":
-        return mx.softmax(x, axis=a.get("axis", -1))
+        return mx.softmax(x, axis=a.get("axis", -1), precise=True)
     raise ValueError(f"unknown activation '{kind}'")
 
 
@@ -164,10 +164,10 @@ def run_op(op: str, a: dict, xs: list, module) -> mx.array:
     if op == "pool":
         return _pool(xs[0], a)
     if op == "global_pool":
-        f = mx.max if a["kind"] == "max" else mx.mean
+        f = mx.max if a["kind"] == "max" else mean_f32
         return f(xs[0], axis=(1, 2), keepdims=bool(a.get("keepdims", False)))
     if op == "mean":
-        return mx.mean(xs[0], axis=tuple(a["axes"]), keepdims=bool(a.get("keepdims", True)))
+        return mean_f32(xs[0], axis=tuple(a["axes"]), keepdims=bool(a.get("keepdims", True)))
     if op == "pad":
         top, bottom, left, right = a["pads"]
         return mx.pad(xs[0], [(0, 0), (top, bottom), (left, right), (0, 0)], constant_values=a.get("value", 0.0))

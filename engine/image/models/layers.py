@@ -143,9 +143,17 @@ def run_conv_norm(layers: list, x: mx.array, act: str | None) -> mx.array:
     return ACTIVATIONS[act](bn(conv(x)))
 
 
+def mean_f32(x: mx.array, axis, keepdims: bool = False) -> mx.array:
+    """``mx.mean`` accumulated in float32, returned in ``x``'s dtype.
+
+    MLX's float16 mean accumulates in float16: a 7x7 pool of trained activations (~3000) overflows.
+    """
+    return mx.mean(x.astype(mx.float32), axis=axis, keepdims=keepdims).astype(x.dtype)
+
+
 def global_avg_pool(x: mx.array) -> mx.array:
-    """(N, H, W, C) -> (N, C)."""
-    return mx.mean(x, axis=(1, 2))
+    """(N, H, W, C) -> (N, C), accumulated in float32."""
+    return mean_f32(x, axis=(1, 2))
 
 
 def tf_same_pads(size: int | None, k: int, s: int, d: int = 1) -> tuple[int, int]:

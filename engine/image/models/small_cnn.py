@@ -13,7 +13,7 @@ import mlx.core as mx
 import mlx.nn as nn
 
 from engine.image.data.preprocess import Preprocessing
-from engine.image.models.layers import ConvBNAct
+from engine.image.models.layers import ConvBNAct, mean_f32
 
 DEFAULT_PREPROCESSING = Preprocessing(
     input_size=(28, 28),
@@ -63,7 +63,7 @@ class SmallCNN(nn.Module):
         return x
 
     def __call__(self, x: mx.array) -> mx.array:
-        return self.head(mx.mean(self.features(x), axis=(1, 2)))
+        return self.head(mean_f32(self.features(x), axis=(1, 2)))
 
 
 def sanitize(weights: dict) -> dict:

@@ -19,6 +19,7 @@ from mlx.utils import tree_flatten
 from engine.core.errors import Cancelled
 from engine.image.quant.fold import fold_batchnorm, folded_pairs, install_folds
 from engine.image.quant.formats import FLOAT_DTYPES, LayerSpec, float_spec
+from engine.image.quant.half import HALF_DTYPES, WideBatchNorm, widen_batchnorms
 from engine.image.quant.hooks import example_input, replace_modules, trace_calls
 from engine.image.quant.layers import QUANTIZED_TYPES, QuantizedConv2d, QuantizedDepthwiseConv2d, round_scales
 from engine.image.quant.recipes import Recipe
@@ -65,7 +66,8 @@ def quantizable_layers(model: nn.Module, input_shape: tuple[int, int, int] | Non
     found = [(p, m, k) for p, m, k in found if k is not None]
     if input_shape is not None and found:
         order = {}
-        for call in trace_calls(model, example_input(input_shape, batch=1), [p for p, _, _ in found]):
+        lazy = trace_calls(model, example_input(input_shape, batch=1), [p for p, _, _ in found], evaluate=False)
+        for call in lazy:
             order.setdefault(call.path, len(order))
         found.sort(key=lambda t: order.get(t[0], len(order)))
     return [LayerInfo(p, k, tuple(m.weight.shape), "bias" in m) for p, m, k in found]
@@ -101,7 +103,7 @@ def _cast_float_params(model: nn.Module, float_dtype: str, per_layer: dict[str, 
     """Cast float parameters outside quantized layers; quantized scales stay float32."""
     default = FLOAT_DTYPES[float_dtype]
     for path, module in model.named_modules():
-        if isinstance(module, QUANTIZED_TYPES):
+        if isinstance(module, (*QUANTIZED_TYPES, WideBatchNorm)):
             continue
         own = {k: v for k, v in module.items() if isinstance(v, mx.array)}
         if not own:
@@ -135,7 +137,8 @@ def quantize_model(
     folded = folded_pairs(model)
     layers = quantizable_layers(model, input_shape)
     plan = recipe.plan(layers)
-    if recipe.fold_bn and input_shape is not None and any(s.quantized for s in plan.values()):
+    half = recipe.compute_dtype in HALF_DTYPES
+    if recipe.fold_bn and input_shape is not None and (half or any(s.quantized for s in plan.values())):
         folded += fold_batchnorm(model, input_shape)
         layers = quantizable_layers(model, input_shape)
         plan = recipe.plan(layers)
@@ -162,8 +165,10 @@ def quantize_model(
         if progress is not None:
             progress((i + 1) / len(layers), f"{info.path}: {LayerSpec.from_dict(entry).label()}")
     replace_modules(model, replacements)
+    wide = widen_batchnorms(model) if half else []
     _cast_float_params(model, recipe.float_dtype, float_layers)
     mx.eval(model.parameters())
+    extra = {"wide_norms": True} if wide else {}
     return {
         "recipe": recipe.to_dict(),
         "float_dtype": recipe.float_dtype,
@@ -171,6 +176,7 @@ def quantize_model(
         "scale_dtype": recipe.scale_dtype,
         "folded": [list(p) for p in folded],
         "layers": entries,
+        **extra,
     }
 
 
@@ -233,6 +239,8 @@ def apply_quant_config(model: nn.Module, qconfig: dict | None) -> None:
             continue
         replacements[path] = empty_quantized_layer(module, entry)
     replace_modules(model, replacements)
+    if qconfig.get("wide_norms"):
+        widen_batchnorms(model)
     _cast_float_params(model, qconfig.get("float_dtype", "float32"), float_layers)
 
 

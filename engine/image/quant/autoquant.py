@@ -27,6 +27,7 @@ import numpy as np
 from engine.core.errors import Cancelled, UserError
 from engine.image.quant.apply import quantize_model
 from engine.image.quant.calibration import LabelledImages, OutputChange, logits_of
+from engine.image.quant.fisher import analyze_sensitivity_fisher
 from engine.image.quant.formats import parse_spec
 from engine.image.quant.recipes import Recipe, exact_pattern
 from engine.image.quant.sensitivity import SensitivityReport, analyze_sensitivity
@@ -34,6 +35,7 @@ from engine.image.quant.sensitivity import SensitivityReport, analyze_sensitivit
 MB = 1024 * 1024  # sizes are shown in binary megabytes, as everywhere in the app
 DEFAULT_CANDIDATES = ("int2", "int3", "int4", "int5", "int6", "int8")
 BUDGET_KINDS = ("bpw", "mb", "drop")
+SENSITIVITY_MODES = ("fisher", "exact")
 
 
 @dataclass(frozen=True)
@@ -210,6 +212,7 @@ def autoquant(
     should_stop: Callable[[], bool] | None = None,
     on_step: Callable[[TraceStep], None] | None = None,
     report: SensitivityReport | None = None,
+    sensitivity: str = "exact",
 ) -> AutoquantResult:
     """Search per-layer formats for the smallest model that meets ``budget``.
 
@@ -222,6 +225,9 @@ def autoquant(
         candidates: the formats a layer may take (format names).
         group_size: for intN candidates that carry none (default 64).
         report: a sensitivity report to reuse (same candidates), skipping step 1.
+        sensitivity: "exact" (every layer alone in every format, run over the calibration
+            images) or "fisher" (predicted from the Fisher information, ``fisher.py``: a few
+            forward-equivalents whatever the number of layers and formats).
 
     Raises:
         UserError: impossible budget (smaller than the smallest assignment) or bad candidates.
@@ -240,9 +246,10 @@ def autoquant(
         return report_
 
     if report is None or set(report.formats) != {s.name() for s in specs}:
-        report = analyze_sensitivity(
-            bundle, specs, calibration, fold_bn, scale_dtype, batch_size, stage(0.0, 0.7), should_stop
-        )
+        if sensitivity not in SENSITIVITY_MODES:
+            raise UserError(f"sensitivity must be one of {', '.join(SENSITIVITY_MODES)}, not '{sensitivity}'")
+        analyze = analyze_sensitivity_fisher if sensitivity == "fisher" else analyze_sensitivity
+        report = analyze(bundle, specs, calibration, fold_bn, scale_dtype, batch_size, stage(0.0, 0.7), should_stop)
     problem = _Problem.from_report(report)
     validation = validation or calibration
     ref_cal = logits_of(bundle.model, calibration.x, batch_size, should_stop)

@@ -81,8 +81,12 @@ class Call:
     output: mx.array
 
 
-def trace_calls(model: nn.Module, x: mx.array, paths: list[str] | None = None) -> list[Call]:
-    """Run ``model(x)`` once and list the calls of the given modules (default: every weight module) in order."""
+def trace_calls(model: nn.Module, x: mx.array, paths: list[str] | None = None, evaluate: bool = True) -> list[Call]:
+    """Run ``model(x)`` once and list the calls of the given modules (default: every weight module) in order.
+
+    With ``evaluate=False`` the forward only builds MLX's lazy graph: the call order, the shapes and
+    which array feeds which call are all known without computing a single value.
+    """
     calls: list[Call] = []
 
     def record(path, forward, inp, *args, **kwargs):
@@ -92,7 +96,9 @@ def trace_calls(model: nn.Module, x: mx.array, paths: list[str] | None = None) -
 
     paths = paths if paths is not None else [p for p, _ in weight_modules(model)]
     with hooked(model, {p: record for p in paths}):
-        mx.eval(model(x))
+        out = model(x)
+        if evaluate:
+            mx.eval(out)
     return calls
 
 

@@ -188,7 +188,8 @@ def make_recipe(name: str, group_size: int | None = None, **options) -> Recipe:
         if group_size is not None:
             raise UserError(f"recipe '{key}' is a float format and takes no group size")
         dtype = FLOAT_RECIPES[key]
-        recipe = Recipe(key, float_spec(dtype), float_dtype=dtype, compute_dtype=dtype, fold_bn=False)
+        # Half precision folds BatchNorm in float32 first: its statistics can exceed float16's range.
+        recipe = Recipe(key, float_spec(dtype), float_dtype=dtype, compute_dtype=dtype, fold_bn=dtype != "float32")
         return with_options(recipe, group_size, **options)
     m = _INT_RE.match(key)
     if m:
