@@ -35,12 +35,19 @@ class PlotColors:
     foreground: str  # tick labels, axis labels, titles, legend text
     axis: str
     legend_background: str
+    accent: str  # highlighted labels (the Pareto front's)
 
 
 PLOT_COLORS = {
-    LIGHT: PlotColors("#ffffff", "#333333", "#8a8a8a", "#ffffffc8"),
-    DARK: PlotColors("#1e1f22", "#d4d4d4", "#8c8c8c", "#2b2d30c8"),
+    LIGHT: PlotColors("#ffffff", "#333333", "#8a8a8a", "#ffffffc8", "#a00000"),
+    DARK: PlotColors("#1e1f22", "#d4d4d4", "#8c8c8c", "#2b2d30c8", "#ff7b72"),
 }
+
+
+def plot_colors() -> PlotColors:
+    """The colours of the scheme in force (pyqtgraph's configured background tells which)."""
+    background = QColor(pg.getConfigOption("background") if isinstance(pg.getConfigOption("background"), str) else "w")
+    return PLOT_COLORS[DARK if background.lightness() < 128 else LIGHT]
 
 
 def dark_palette() -> QPalette:
@@ -127,6 +134,11 @@ def style_plot(plot: pg.PlotWidget, scheme: str) -> None:
     if legend is not None:
         legend.setLabelTextColor(c.foreground)
         legend.setBrush(c.legend_background)
+        for _sample, label in legend.items:  # setLabelTextColor only sets the colour for new labels
+            label.setText(label.text, color=c.foreground)
+    for text in item.items:
+        if isinstance(text, pg.TextItem):  # point labels: plain or highlighted (the front)
+            text.setColor(c.accent if getattr(text, "highlighted", False) else c.foreground)
 
 
 class ThemeController(QObject):

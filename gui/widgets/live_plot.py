@@ -15,6 +15,8 @@ import numpy as np
 import pyqtgraph as pg
 from PySide6.QtCore import QTimer
 
+from gui.theme import plot_colors
+
 PALETTE = ["#1f77b4", "#ff7f0e", "#2ca02c", "#d62728", "#9467bd", "#8c564b", "#e377c2", "#17becf"]
 REDRAW_INTERVAL_MS = 100  # at most 10 repaints a second: the engine's partial results arrive at ~10 Hz
 LEFT_AXIS_WIDTH = 56
@@ -45,7 +47,7 @@ class LivePlot(pg.PlotWidget):
     def __init__(self, title: str, ylabel: str, xlabel: str = "iteration", parent=None):
         super().__init__(parent=parent)
         self.setBackground("w")
-        self.setTitle(title, color="#333")
+        self.setTitle(title, color=plot_colors().foreground)
         self.setLabel("left", ylabel)
         self.getAxis("left").enableAutoSIPrefix(False)  # "0.75 MB", not "750 MB (x0.001)"
         self.setLabel("bottom", xlabel)

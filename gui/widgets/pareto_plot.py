@@ -12,6 +12,7 @@ from PySide6.QtCore import Signal
 
 from engine.core.units import human_bytes
 from engine.measure.compare import pareto_front
+from gui.theme import plot_colors
 
 FRONT_COLOR = "#d62728"
 OTHER_COLOR = "#1f77b4"
@@ -77,7 +78,7 @@ class ParetoPlot(pg.PlotWidget):
     ):
         super().__init__(parent=parent)
         self.setBackground("w")
-        self.setTitle(title, color="#333")
+        self.setTitle(title, color=plot_colors().foreground)
         self.setLabel("left", ylabel)
         self.setLabel("bottom", xlabel)
         self.showGrid(x=True, y=True, alpha=0.3)
@@ -128,7 +129,9 @@ class ParetoPlot(pg.PlotWidget):
             self.removeItem(item)
         self._labels = []
         for i, p in enumerate(self.points):
-            text = pg.TextItem(p.label, color="#a00" if i in on else "#333", anchor=(-0.15, 1.1))
+            colors = plot_colors()
+            text = pg.TextItem(p.label, color=colors.accent if i in on else colors.foreground, anchor=(-0.15, 1.1))
+            text.highlighted = i in on  # the theme recolours it when the appearance changes
             text.setPos(p.x, p.y)
             self.addItem(text)
             self._labels.append(text)

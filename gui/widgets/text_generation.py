@@ -10,7 +10,7 @@ from __future__ import annotations
 from pathlib import Path
 
 from PySide6.QtCore import Qt, Slot
-from PySide6.QtGui import QKeySequence, QShortcut
+from PySide6.QtGui import QKeySequence, QPalette, QShortcut
 from PySide6.QtWidgets import (
     QComboBox,
     QDoubleSpinBox,
@@ -157,7 +157,7 @@ class TextGenerationWidget(JobOwner, QWidget):
         row.addWidget(self.bench_btn)
         definition = QLabel(DEFINITION)
         definition.setWordWrap(True)
-        definition.setStyleSheet("QLabel { color: #555; }")
+        definition.setForegroundRole(QPalette.ColorRole.PlaceholderText)  # muted, readable in light and dark
         self.table_model = RecordTableModel(COLUMNS, self)
         proxy = RawSortProxy(self)
         proxy.setSourceModel(self.table_model)
