@@ -75,7 +75,7 @@ class InferenceTab(JobOwner, QWidget):
         self.drop = DropZone()
         self.drop.images_dropped.connect(self.predict_images)
         self.drop.rejected.connect(self._on_rejected)
-        open_btn = QPushButton("Open Image…")
+        self.open_btn = open_btn = QPushButton("Open Image…")
         open_btn.clicked.connect(self.open_images)
         self.samples = QListWidget()
         self.samples.setMaximumHeight(120)

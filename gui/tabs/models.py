@@ -60,7 +60,7 @@ class ModelsTab(JobOwner, QWidget):
         self.list.currentItemChanged.connect(self._on_current)
         open_btn = QPushButton("Open Bundle…")
         open_btn.clicked.connect(self.open_bundle)
-        import_btn = QPushButton("Import Checkpoint…")
+        self.import_btn = import_btn = QPushButton("Import Checkpoint…")
         import_btn.clicked.connect(self.import_checkpoint)
         self.edit_btn = QPushButton("Edit Preprocessing…")
         self.edit_btn.setToolTip("Input size, resize, scaling, mean/std and class labels stored in the bundle")

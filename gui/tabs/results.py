@@ -100,7 +100,7 @@ class ResultsTab(QWidget):
         refresh = QPushButton("Refresh")
         refresh.clicked.connect(self.refresh)
         # One menu for the three CSVs keeps the bar narrow enough for a 1024 px window.
-        export = QPushButton("Export CSV")
+        self.export_btn = export = QPushButton("Export CSV")
         export.setToolTip("Export the shown (or selected) runs as CSV")
         export_menu = QMenu(export)
         export_menu.addAction("Summaries…", lambda: self.export_summary())
