@@ -156,6 +156,10 @@ class BenchmarkTab(JobOwner, QWidget):
         for b in (self.bench_btn, self.eval_btn, self.demo_btn, self.cancel_btn):
             buttons.addWidget(b)
         buttons.addStretch(1)
+        clear = QPushButton("Clear Plots")
+        clear.setToolTip("Benchmark runs overlay in the plots until cleared")
+        clear.clicked.connect(self._clear_live_plots)
+        buttons.addWidget(clear)
         buttons.addWidget(save_plots_button(self, self.live_plots))
         form = QVBoxLayout()
         form.addLayout(grid)
@@ -255,8 +259,10 @@ class BenchmarkTab(JobOwner, QWidget):
         if not path:
             return
         entry = self.state.entry(path)
-        self._series = entry.display if entry else Path(path).name
-        self._clear_live_plots()
+        # Runs overlay, one curve per run, kept until Clear Plots: float and int4 side by side.
+        name = entry.display if entry else Path(path).name
+        taken = set(self.latency_plot.names())
+        self._series = next(s for s in (name, *(f"{name} #{k}" for k in range(2, 10_000))) if not _taken(s, taken))
         self.status.setText(f"Benchmarking {self._series} …")
         if lm_support.is_language(self.state, path):
             s = settings()
@@ -460,3 +466,8 @@ class BenchmarkTab(JobOwner, QWidget):
         for row in o.rows:
             self.state.add(row.values["model_path"])
         self.status.setText(f"Demo finished: summary.csv and plots in {o.out_dir}")
+
+
+def _taken(series: str, names: set[str]) -> bool:
+    """A series name is taken when a curve has it (language-model runs add ' run N (ms/token)')."""
+    return any(n == series or n.startswith(f"{series} run ") for n in names)

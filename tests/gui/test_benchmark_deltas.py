@@ -46,3 +46,17 @@ def test_variant_rows_lead_with_deltas_to_the_parent(qtbot, window):
         assert "slower than its float parent" in b.status.text()
         col = next(i for i, c in enumerate(b.table_model.columns) if c.header == "p50 speed-up")
         assert b.table_model.data(b.table_model.index(2, col), Qt.ItemDataRole.ForegroundRole) == WORSE
+
+
+def test_runs_overlay_in_the_live_plots_until_cleared(qtbot, window):
+    b = window.benchmark_tab
+    b.iters.setValue(5)
+    b.warmup.setValue(0)
+    for _ in range(2):
+        b.start_benchmark()
+        qtbot.waitUntil(lambda: idle(window) and not b.busy(), timeout=30000)
+    qtbot.waitUntil(lambda: len(b.latency_plot.names()) == 2, timeout=5000)
+    first, second = b.latency_plot.names()
+    assert second == f"{first} #2" and len(b.latency_plot.values(second)) == 5
+    b._clear_live_plots()
+    assert b.latency_plot.names() == []
