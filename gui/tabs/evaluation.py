@@ -86,24 +86,29 @@ def _ci_column(header: str, key: str, percent: bool = False) -> Column:
     return Column(header, value, show, True)
 
 
+def _points(v) -> str:
+    return "" if v is None or math.isnan(v) else f"{100 * v:+.2f} pt"
+
+
 SUMMARY_COLUMNS = [
     Column("variant", lambda r: r.get("variant")),
     Column("images", lambda r: r.get("n"), _fmt(0), True),
     _ci_column("accuracy", "accuracy", percent=True),
-    _ci_column("balanced acc.", "balanced_accuracy", percent=True),
+    # What quantization costs, beside what it is measured against: points of accuracy, coloured.
+    Column("Δ accuracy", lambda r: r.get("delta_accuracy"), _points, True, better=1),
     _ci_column("macro-F1", "macro_f1"),
+    Column("Δ macro-F1", lambda r: r.get("delta_macro_f1"), _delta, True, better=1),
+    Column("flip rate", lambda r: r.get("flip_rate"), _pct, True, better=-1),
+    _ci_column("balanced acc.", "balanced_accuracy", percent=True),
     Column("weighted-F1", lambda r: r.get("weighted_f1"), _fmt(4), True),
     _ci_column("ROC-AUC", "roc_auc_macro"),
     Column("top-3", lambda r: r.get("top_3_accuracy"), _pct, True),
     _ci_column("ECE", "ece_uniform"),
+    Column("Δ ECE", lambda r: r.get("delta_ece_uniform"), _delta, True, better=-1),
     Column("ECE adaptive", lambda r: r.get("ece_adaptive"), _fmt(4), True),
     Column("NLL", lambda r: r.get("nll"), _fmt(4), True),
     Column("Brier", lambda r: r.get("brier"), _fmt(4), True),
-    Column("flip rate", lambda r: r.get("flip_rate"), _pct, True),
     Column("mean KL", lambda r: r.get("mean_kl"), _fmt(5), True),
-    Column("Δ accuracy", lambda r: r.get("delta_accuracy"), _delta, True),
-    Column("Δ macro-F1", lambda r: r.get("delta_macro_f1"), _delta, True),
-    Column("Δ ECE", lambda r: r.get("delta_ece_uniform"), _delta, True),
     Column("macro-F1 @ op. point", lambda r: r.get("macro_f1@operating_point"), _fmt(4), True),
     Column("skipped", lambda r: r.get("skipped"), _fmt(0), True),
 ]
