@@ -53,28 +53,12 @@ def load_images(
     """
     dataset = open_dataset(data)
     mapping = label_mapping(bundle, dataset)
-    n = len(dataset)
-    idx = np.arange(n)
-    if limit is not None and limit < n:
-        idx = np.sort(np.random.default_rng(seed).choice(n, size=limit, replace=False))
-    prep = bundle.preprocessing
-    arrays, labels = [], []
-    for k, i in enumerate(idx):
-        if should_stop is not None and k % 64 == 0 and should_stop():
-            raise Cancelled()
-        try:
-            arrays.append(dataset.load_uint8(int(i), prep))
-        except UserError as exc:
-            dataset.skipped.append((dataset.identifier(int(i)), str(exc)))
-            continue
-        labels.append(int(dataset.labels[i]))
-    if not arrays:
-        raise UserError(f"no readable image in dataset '{dataset.name}'")
-    y = np.asarray(labels, dtype=np.int64)
+    x, kept = load_images_of(dataset, bundle.preprocessing, limit, seed, should_stop)
+    y = dataset.labels[kept].astype(np.int64)
     if mapping is not None:
         y = mapping[y]
     name = str(data) if str(data) in ("default", "default-val") else dataset.name
-    return LabelledImages(name, prep.normalize(np.stack(arrays)), y)
+    return LabelledImages(name, x, y)
 
 
 def load_calibration(
@@ -98,7 +82,7 @@ def load_calibration(
         return load_images(bundle, data, limit, seed, should_stop)
     except UserError as labelled_error:
         dataset = _unlabelled_dataset(data, labelled_error)
-    images = load_images_of(dataset, bundle.preprocessing, limit, seed, should_stop)
+    images, _ = load_images_of(dataset, bundle.preprocessing, limit, seed, should_stop)
     return LabelledImages(dataset.name, images, None)
 
 
@@ -135,13 +119,19 @@ def _unlabelled_dataset(data: str, labelled_error: UserError):
 
 def load_images_of(
     dataset, prep, limit: int | None = None, seed: int = 0, should_stop: Callable[[], bool] | None = None
-) -> np.ndarray:
-    """Up to ``limit`` preprocessed images of ``dataset`` (a seeded subset); unreadable files are skipped."""
+) -> tuple[np.ndarray, np.ndarray]:
+    """Up to ``limit`` preprocessed images of ``dataset`` (a seeded subset) and the indices they came from.
+
+    Unreadable files are skipped (listed in ``dataset.skipped``).
+
+    Raises:
+        UserError: no readable image.
+    """
     n = len(dataset)
     idx = np.arange(n)
     if limit is not None and limit < n:
         idx = np.sort(np.random.default_rng(seed).choice(n, size=limit, replace=False))
-    arrays = []
+    arrays, kept = [], []
     for k, i in enumerate(idx):
         if should_stop is not None and k % 64 == 0 and should_stop():
             raise Cancelled()
@@ -149,9 +139,11 @@ def load_images_of(
             arrays.append(dataset.load_uint8(int(i), prep))
         except UserError as exc:
             dataset.skipped.append((dataset.identifier(int(i)), str(exc)))
+            continue
+        kept.append(int(i))
     if not arrays:
-        raise UserError(f"no readable image in '{dataset.name}'")
-    return prep.normalize(np.stack(arrays))
+        raise UserError(f"no readable image in dataset '{dataset.name}'")
+    return prep.normalize(np.stack(arrays)), np.asarray(kept, dtype=np.int64)
 
 
 def logits_of(
