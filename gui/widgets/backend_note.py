@@ -24,6 +24,8 @@ def backend_note(platform: str = sys.platform) -> QLabel:
     label = QLabel(text or "")
     label.setObjectName("backendNote")
     label.setWordWrap(True)
-    label.setStyleSheet("color: #8a5a00;")
+    font = label.font()  # the palette's text colour, so it reads in light and dark alike
+    font.setItalic(True)
+    label.setFont(font)
     label.setVisible(text is not None)
     return label
