@@ -36,7 +36,7 @@ def main() -> int:
     ap.add_argument("--group-size", type=int, default=64)
     ap.add_argument("--methods", default="rtn,gptq,awq,dwq")
     ap.add_argument("--dwq-steps", type=int, default=100)
-    ap.add_argument("--dwq-learning-rate", type=float, default=1e-3)
+    ap.add_argument("--dwq-learning-rate", type=float, default=1e-4)
     ap.add_argument("--samples", type=int, default=32, help="calibration chunks")
     ap.add_argument("--sequence-length", type=int, default=128)
     ap.add_argument("--context", type=int, default=128, help="perplexity window")
