@@ -13,9 +13,9 @@ was seen in calibration. mlx-lm's GPTQ packs only 2/4/8 bits, so it has no 3-bit
 Prints perplexity, the share of RTN's gap to float each method closes, bits per weight,
 quantization wall time and MLX peak memory.
 
-Measured (defaults, 14 min on 2 shared CPU cores; table in README "Quantization methods"):
-float 298.22; int4 RTN 298.98, GPTQ 299.12, DWQ 299.57, AWQ 299.18; int3 RTN 302.39,
-DWQ 300.76, AWQ 302.36.
+Measured (defaults, 11 min on 2 shared CPU cores; table in README "Quantization methods"):
+float 298.22; int4 RTN 298.98, GPTQ 299.12, DWQ 298.73, AWQ 299.18; int3 RTN 302.39,
+DWQ 300.87, AWQ 302.36 (DWQ at --dwq-learning-rate 1e-3: int4 299.57, int3 300.76).
 """
 
 from __future__ import annotations

@@ -18,7 +18,7 @@ to disk; not needed for models that fit twice in memory), so nothing but the out
 folder is written. Its training loop runs one pass over the data it is given: the
 calibration chunks are repeated up to ``dwq_steps`` batches of ``DWQ_BATCH_SIZE``. Cost
 on the default language model (2 shared CPU cores): about 2 s per step of 4 chunks of 128
-tokens, so the default 100 steps take about 3–4 minutes (twice that with 256-token chunks).
+tokens, so the default 100 steps take about 3 minutes (twice that with 256-token chunks).
 """
 
 from __future__ import annotations
