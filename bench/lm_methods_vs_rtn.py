@@ -1,18 +1,21 @@
-"""Language models: RTN against mlx-lm's GPTQ and AWQ at equal bits, by held-out perplexity.
+"""Language models: RTN against mlx-lm's GPTQ, AWQ and DWQ at equal bits, by held-out perplexity.
 
     python bench/lm_methods_vs_rtn.py                       # the default language model, 4 and 3 bits
     python bench/lm_methods_vs_rtn.py --bits 4 --methods rtn,gptq --samples 16
+    python bench/lm_methods_vs_rtn.py --methods rtn,gptq,dwq --dwq-steps 100   # without AWQ's 12 minutes
 
 The default language model (``resources/default_lm``: a 4-layer llama, 128 wide, trained
 on Moby-Dick) is quantized by RTN (``engine.llm.quantize``) and by mlx-lm's own GPTQ and
-AWQ (``engine.llm.methods``). The shipped held-out excerpt is split in two: the first
+AWQ and DWQ (``engine.llm.methods``; DWQ trains the RTN model's scales and biases for
+``--dwq-steps`` Adam steps of 4 chunks against the float model's logits). The shipped held-out excerpt is split in two: the first
 half calibrates, the second half is scored (perplexity, context 128), so no scored token
 was seen in calibration. mlx-lm's GPTQ packs only 2/4/8 bits, so it has no 3-bit row.
 Prints perplexity, the share of RTN's gap to float each method closes, bits per weight,
 quantization wall time and MLX peak memory.
 
-Measured (defaults; docs/readme/methods.md): float 298.22; int4 RTN 298.98, GPTQ 299.12,
-AWQ 299.18; int3 RTN 302.39, AWQ 302.36.
+Measured (defaults, 11 min on 2 shared CPU cores; table in README "Quantization methods"):
+float 298.22; int4 RTN 298.98, GPTQ 299.12, DWQ 298.73, AWQ 299.18; int3 RTN 302.39,
+DWQ 300.87, AWQ 302.36 (DWQ at --dwq-learning-rate 1e-3: int4 299.57, int3 300.76).
 """
 
 from __future__ import annotations
@@ -31,7 +34,9 @@ def main() -> int:
     ap.add_argument("--model", default="default-lm")
     ap.add_argument("--bits", default="4,3")
     ap.add_argument("--group-size", type=int, default=64)
-    ap.add_argument("--methods", default="rtn,gptq,awq")
+    ap.add_argument("--methods", default="rtn,gptq,awq,dwq")
+    ap.add_argument("--dwq-steps", type=int, default=100)
+    ap.add_argument("--dwq-learning-rate", type=float, default=1e-4)
     ap.add_argument("--samples", type=int, default=32, help="calibration chunks")
     ap.add_argument("--sequence-length", type=int, default=128)
     ap.add_argument("--context", type=int, default=128, help="perplexity window")
@@ -71,7 +76,8 @@ def main() -> int:
                 path = quantize_language_model(args.model, f"int{bits}", out, args.group_size).path
             else:
                 path = quantize_lm_with_method(args.model, method, out, calib, bits, args.group_size, args.samples,
-                                               args.sequence_length).path  # fmt: skip
+                                               args.sequence_length, dwq_steps=args.dwq_steps,
+                                               dwq_learning_rate=args.dwq_learning_rate).path  # fmt: skip
             secs, peak = time.perf_counter() - t0, mx.get_peak_memory()
             bpw = language_model_card(load_language_model(path)).bits_per_weight
             rows.append((f"int{bits}", method, bpw, ppl(path), secs, peak))
@@ -81,6 +87,8 @@ def main() -> int:
         f"\n{args.model}: held-out perplexity (second half of moby_dick_heldout.txt, context {args.context}); "
         f"calibration: {args.samples} chunks of {args.sequence_length} tokens of the first half; group {args.group_size}"
     )
+    if "dwq" in args.methods:
+        print(f"DWQ: {args.dwq_steps} Adam steps of 4 chunks, learning rate {args.dwq_learning_rate:g}, temperature 2")
     print(f"{'format':<8}{'method':<8}{'bits/w':>8}{'perplexity':>12}{'gap closed':>12}{'quant s':>9}{'MLX peak':>10}")
     rtn = {fmt: p for fmt, m, _, p, _, _ in rows if m == "rtn"}
     for fmt, method, bpw, p, secs, peak in rows:

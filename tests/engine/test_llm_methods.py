@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+from pathlib import Path
 
 import mlx.core as mx
 import numpy as np
@@ -93,3 +94,61 @@ def test_cli_quantize_language_model_with_method(tmp_path, texts, capsys):
     rc = main(["quantize", "--model", "default-lm", "--recipe", "int4", "--method", "adaround", "--calib",
                str(texts[0]), "--out", str(tmp_path / "x")])  # fmt: skip
     assert rc == 1 and "unknown language-model method 'adaround'" in capsys.readouterr().err
+
+
+def _packed(path):
+    """The quantized layers' tensors of an mlx-lm folder, by name."""
+    return mx.load(str(path / "model.safetensors"))
+
+
+def test_dwq_loads_with_mlx_lm_keeps_rtn_codes_and_is_no_worse_than_rtn(tmp_path, texts):
+    import mlx_lm
+
+    calib, score = texts
+    steps = []
+    res = quantize_lm_with_method("default-lm", "dwq", tmp_path / "dwq", calib, 3, 64, 16, 128,
+                                  progress=lambda f, m: steps.append((f, m)), dwq_steps=24)  # fmt: skip
+    cfg = json.loads((tmp_path / "dwq" / "config.json").read_text())
+    assert cfg["quantization"]["bits"] == 3 and cfg["mqs"]["method"] == "dwq" and cfg["mqs"]["steps"] == 24
+    assert steps and steps[-1][0] == 1.0 and all("DWQ step" in m for _, m in steps), steps[-3:]
+    model, tok = mlx_lm.load(res.path)  # mlx-lm's own loader reads it
+    assert isinstance(mlx_lm.generate(model, tok, "Call me", max_tokens=4), str)
+    rtn = quantize_language_model("default-lm", "int3", tmp_path / "rtn", 64)
+    # DWQ trains the RTN model's scales and biases only: the packed codes stay RTN's, the scales move.
+    a, b = _packed(Path(rtn.path)), _packed(Path(res.path))
+    assert a.keys() == b.keys()
+    codes = [k for k in a if k.endswith(".weight") and a[k].dtype == mx.uint32]
+    scales = [k for k in a if k.endswith(".scales")]
+    assert codes and all(mx.array_equal(a[k], b[k]).item() for k in codes)
+    assert sum(not mx.allclose(a[k], b[k]).item() for k in scales) >= len(scales) // 2
+    p_float, p_rtn, p_dwq = ppl("default-lm", score), ppl(rtn.path, score), ppl(res.path, score)
+    assert np.isfinite(p_dwq) and p_dwq <= p_rtn * 1.002, (p_float, p_rtn, p_dwq)
+
+
+def test_dwq_cancels_during_training_and_writes_nothing(tmp_path, texts):
+    seen = []
+
+    def stop():
+        return len(seen) >= 2  # two training steps reported, then stop
+
+    with pytest.raises(Cancelled):
+        quantize_lm_with_method("default-lm", "dwq", tmp_path / "dwq", texts[0], 4, 64, 8, 64,
+                                progress=lambda f, m: seen.append(m), should_stop=stop, dwq_steps=50)  # fmt: skip
+    assert len(seen) == 2 and not (tmp_path / "dwq").exists()
+    assert list(tmp_path.iterdir()) == []
+
+
+def test_cli_quantize_language_model_with_dwq(tmp_path, texts, capsys, monkeypatch):
+    import functools
+
+    import engine.jobs.language as jobs
+    from engine.cli import main
+
+    monkeypatch.setattr(jobs, "quantize_lm_with_method", functools.partial(quantize_lm_with_method, dwq_steps=3))
+    out = tmp_path / "cli-dwq"
+    rc = main(["quantize", "--model", "default-lm", "--recipe", "int4", "--method", "dwq", "--calib", str(texts[0]),
+               "--calib-size", "4", "--out", str(out)])  # fmt: skip
+    captured = capsys.readouterr()
+    assert rc == 0, captured.err
+    assert "dwq int4/g64 on 4 chunks of calib.txt" in captured.out
+    assert json.loads((out / "config.json").read_text())["mqs"]["steps"] == 3
