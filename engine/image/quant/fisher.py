@@ -31,8 +31,8 @@ from engine.core.errors import Cancelled
 from engine.image.quant.apply import LayerInfo, quantize_layer
 from engine.image.quant.calibration import LabelledImages, OutputChange, logits_of
 from engine.image.quant.formats import FLOAT_DTYPES, LayerSpec, float_spec
-from engine.image.quant.inventory import other_weights, prepare_float_model
-from engine.image.quant.sensitivity import LayerSensitivity, SensitivityReport
+from engine.image.quant.inventory import prepare_float_model
+from engine.image.quant.sensitivity import LayerSensitivity, SensitivityReport, finished_report
 from engine.image.quant.sizing import layer_bytes
 
 DEFAULT_REPEATS = 2
@@ -187,17 +187,4 @@ def analyze_sensitivity_fisher(
                 on_row(row)
         if progress is not None:
             progress(0.8 + 0.2 * (li + 1) / len(layers), f"{info.path}: predicted KL for {len(specs)} formats")
-    other_bytes, other_params = other_weights(model, layers)
-    return SensitivityReport(
-        model=bundle.name,
-        dataset=images.name,
-        n_images=len(images),
-        formats=tuple(s.name() for s in specs),
-        float_accuracy=float_acc,
-        layers=tuple(layers),
-        other_bytes=other_bytes,
-        other_params=other_params,
-        rows=tuple(rows),
-        folded=tuple(tuple(p) for p in folded),
-        seconds=time.perf_counter() - t0,
-    )
+    return finished_report(bundle, images, specs, float_acc, model, layers, rows, folded, t0)

@@ -160,6 +160,11 @@ def analyze_sensitivity(
                 progress(
                     done / total, f"{info.path} {spec.name()}: KL {change.kl:.4f}, flips {100 * change.flip_rate:.1f}%"
                 )
+    return finished_report(bundle, images, specs, float_acc, model, layers, rows, folded, t0)
+
+
+def finished_report(bundle, images, specs, float_acc, model, layers, rows, folded, t0: float) -> SensitivityReport:
+    """The report of a finished analysis (exact or Fisher): rows plus the weights no row covers."""
     other_bytes, other_params = other_weights(model, layers)
     return SensitivityReport(
         model=bundle.name,
