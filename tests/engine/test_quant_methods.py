@@ -12,7 +12,7 @@ from engine.image.quant.apply import apply_quant_config, quantize_model
 from engine.image.quant.layers import QUANTIZED_TYPES
 from engine.image.quant.methods import METHODS, MethodSettings, quantize_with_method
 from engine.image.quant.methods.adaround import adaround_matrix
-from engine.image.quant.methods.affine import pack_codes, unpack_codes
+from engine.image.quant.methods.affine import group_params, pack_codes, searched_group_params, unpack_codes
 from engine.image.quant.methods.gptq import gptq_depthwise, gptq_matrix, rtn_matrix
 from engine.image.quant.recipes import resolve_recipe
 from tests.engine.gptq_reference import gptq_depthwise_reference, gptq_reference, mlx_affine_params
@@ -202,13 +202,61 @@ def test_adaround_codes_within_one_of_rtn_and_lower_error():
     f, r, a = build(OneLinear), build(OneLinear), build(OneLinear)
     recipe = resolve_recipe("int3-g32")
     quantize_model(r, recipe)
-    quantize_with_method(a, recipe, "adaround", x, settings=MethodSettings(adaround_iters=300))
+    settings = MethodSettings(adaround_iters=300, adaround_clip_search=False)
+    quantize_with_method(a, recipe, "adaround", x, settings=settings)
     np.testing.assert_array_equal(np.array(a.fc.scales), np.array(r.fc.scales))  # RTN's own grid
     rtn_codes = unpack_codes(np.array(r.fc.weight), 3, 128)
     ada_codes = unpack_codes(np.array(a.fc.weight), 3, 128)
     diff = np.abs(ada_codes - rtn_codes)
     assert diff.max() <= 1 and diff.sum() > 0
     assert out_error(f, a, x) < 0.9 * out_error(f, r, x)
+
+
+def test_adaround_with_searched_ranges_rounds_within_one_of_nearest_on_its_own_grid():
+    x = correlated(256, 128)
+    f, r, a = build(OneLinear), build(OneLinear), build(OneLinear)
+    recipe = resolve_recipe("int3-g32")
+    quantize_model(r, recipe)
+    quantize_with_method(a, recipe, "adaround", x, settings=MethodSettings(adaround_iters=300))
+    s, b = np.repeat(np.array(a.fc.scales), 32, 1), np.repeat(np.array(a.fc.biases), 32, 1)
+    nearest = np.clip(np.rint((np.array(f.fc.weight, dtype=np.float64) - b) / s), 0, 7)
+    codes = unpack_codes(np.array(a.fc.weight), 3, 128)
+    assert np.abs(codes - nearest).max() <= 1
+    assert not np.array_equal(np.array(a.fc.scales), np.array(r.fc.scales))  # the ranges were searched
+    assert out_error(f, a, x) < 0.9 * out_error(f, r, x)
+
+
+# -- searched group ranges ---------------------------------------------------------------------
+
+
+def test_searched_group_params_at_ratio_one_are_mlx_quantize_and_never_lose_to_it():
+    rng = np.random.default_rng(5)
+    w = rng.standard_t(3, (16, 256)).astype(np.float32)  # heavy tails: clipping pays
+    weight = rng.uniform(0.1, 2.0, (1, 256))
+    s1, b1 = searched_group_params(w, 64, 3, "float32", weight, grid=(1.0,))
+    s0, b0 = group_params(w, 64, 3, "float32")
+    assert np.array_equal(s1, s0) and np.array_equal(b1, b0)
+
+    def weighted_error(s, b):
+        se, be = np.repeat(s, 64, 1).astype(np.float64), np.repeat(b, 64, 1).astype(np.float64)
+        q = np.clip(np.rint((w - be) / se), 0, 7)
+        return ((w - (se * q + be)) ** 2 * weight).reshape(16, 4, 64).sum(-1)
+
+    s, b = searched_group_params(w, 64, 3, "float32", weight)
+    err, err0 = weighted_error(s, b), weighted_error(s0, b0)
+    assert np.all(err <= err0 + 1e-9)
+    assert err.sum() < 0.9 * err0.sum()
+    assert np.any(s < s0)  # some ranges shrank
+
+
+def test_gptq_with_searched_ranges_stays_on_its_grid():
+    rng = np.random.default_rng(8)
+    w = rng.standard_normal((12, 128)).astype(np.float32)
+    x = correlated(512, 128, seed=3)
+    got = gptq_matrix(w, x.astype(np.float64).T @ x, 32, 3, "float32", clip_search=True)
+    grid = np.repeat(got.scales, 32, 1) * got.codes + np.repeat(got.biases, 32, 1)
+    np.testing.assert_allclose(got.weight, grid, atol=1e-6)
+    assert got.codes.min() >= 0 and got.codes.max() <= 7
 
 
 def test_adaround_matrix_codes_are_floor_or_ceil():

@@ -19,7 +19,7 @@ import mlx.optimizers as optim
 import numpy as np
 
 from engine.core.errors import Cancelled
-from engine.image.quant.methods.affine import dequantize, expand, group_params
+from engine.image.quant.methods.affine import dequantize, expand, group_params, searched_group_params
 from engine.image.quant.methods.gptq import QuantizedMatrix
 
 GAMMA, ZETA = -0.1, 1.1  # the rectified sigmoid's stretch, as in the paper
@@ -43,6 +43,7 @@ def adaround_matrix(
     lam: float = DEFAULT_LAMBDA,
     lr: float = 3e-2,
     should_stop: Callable[[], bool] | None = None,
+    clip_search: bool = False,
 ) -> QuantizedMatrix:
     """Learned rounding of a (rows, cols) matrix grouped along cols.
 
@@ -54,19 +55,25 @@ def adaround_matrix(
         lam: weight of the rounding regulariser (the error term is 1 at RTN).
         lr: Adam learning rate on V.
         should_stop: polled every 50 steps.
+        clip_search: start from ``searched_group_params`` ranges (error weighted by the Hessian
+            diagonal) instead of each group's min/max.
 
     Raises:
         Cancelled: should_stop() turned true.
     """
     rows, cols = w.shape
     n = (1 << bits) - 1
-    s_g, b_g = group_params(w, group_size, bits, scale_dtype)
+    depthwise = hessian.ndim == 3
+    if clip_search:
+        diag = np.diagonal(hessian, axis1=-2, axis2=-1)  # (cols, rows) per channel, else (cols,)
+        s_g, b_g = searched_group_params(w, group_size, bits, scale_dtype, diag.T if depthwise else diag[None, :])
+    else:
+        s_g, b_g = group_params(w, group_size, bits, scale_dtype)
     s, b = expand(s_g, group_size), expand(b_g, group_size)
     x = (w.astype(np.float64) - b) / s
     floor = np.floor(x)
     rest = np.clip(x - floor, 0.0, 1.0)
     v0 = -np.log((ZETA - GAMMA) / (np.clip(rest, 1e-3, 1 - 1e-3) - GAMMA) - 1.0)
-    depthwise = hessian.ndim == 3
     h = hessian / max(float(np.mean(np.diagonal(hessian, axis1=-2, axis2=-1))), 1e-12)
     h_mx, w_mx = mx.array(h.astype(np.float32)), mx.array(w.astype(np.float32))
     s_mx, b_mx, f_mx = (mx.array(a.astype(np.float32)) for a in (s, b, floor))

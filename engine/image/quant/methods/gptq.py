@@ -26,7 +26,7 @@ from dataclasses import dataclass
 import numpy as np
 
 from engine.core.errors import Cancelled
-from engine.image.quant.methods.affine import dequantize, expand, group_params, round_codes
+from engine.image.quant.methods.affine import dequantize, expand, group_params, round_codes, searched_group_params
 
 DEFAULT_DAMP = 0.01  # dampening, as a fraction of the mean Hessian diagonal (the paper's 1 %)
 BLOCK_SIZE = 128
@@ -78,6 +78,7 @@ def gptq_matrix(
     act_order: bool = False,
     block_size: int = BLOCK_SIZE,
     should_stop: Callable[[], bool] | None = None,
+    clip_search: bool = False,
 ) -> QuantizedMatrix:
     """GPTQ of a (rows, cols) matrix grouped along cols.
 
@@ -90,6 +91,8 @@ def gptq_matrix(
         act_order: visit columns by decreasing Hessian diagonal (static groups).
         block_size: columns per lazy batch update (rounded up to a multiple of the group size).
         should_stop: polled between blocks.
+        clip_search: choose each group's range by ``searched_group_params`` (squared error
+            weighted by the Hessian diagonal) instead of its min/max.
 
     Raises:
         Cancelled: should_stop() turned true.
@@ -97,10 +100,14 @@ def gptq_matrix(
     rows, cols = w.shape
     w, h = _dampened(w, hessian, damp)
     perm = np.argsort(-np.diag(h), kind="stable") if act_order else np.arange(cols)
-    static = None
-    if act_order:
-        s0, b0 = group_params(w, group_size, bits, scale_dtype)
-        static = (s0, b0)
+    diag = np.diag(h).copy()
+
+    def params(block: np.ndarray, first: int) -> tuple[np.ndarray, np.ndarray]:
+        if not clip_search:
+            return group_params(block, group_size, bits, scale_dtype)
+        return searched_group_params(block, group_size, bits, scale_dtype, diag[first : first + block.shape[1]])
+
+    static = params(w, 0) if act_order else None
     w, h = w[:, perm], h[np.ix_(perm, perm)]
     u = inverse_cholesky_upper(h)
     block_size = -(-block_size // group_size) * group_size
@@ -119,9 +126,7 @@ def gptq_matrix(
             col = perm[i1 + i]
             g = col // group_size
             if static is None and i % group_size == 0:
-                scales[:, g], biases[:, g] = (
-                    a[:, 0] for a in group_params(w1[:, i : i + group_size], group_size, bits, scale_dtype)
-                )
+                scales[:, g], biases[:, g] = (a[:, 0] for a in params(w1[:, i : i + group_size], col))
             s, b = scales[:, g].astype(np.float64), biases[:, g].astype(np.float64)
             q = round_codes(w1[:, i], s, b, bits)
             codes[:, col] = q
@@ -141,12 +146,14 @@ def gptq_depthwise(
     scale_dtype: str = "float32",
     damp: float = DEFAULT_DAMP,
     should_stop: Callable[[], bool] | None = None,
+    clip_search: bool = False,
 ) -> QuantizedMatrix:
     """GPTQ of a depthwise kernel stored as (taps, channels), grouped across channels.
 
     Args:
         w: (taps, channels) float weights; channels a multiple of ``group_size``.
         hessians: (channels, taps, taps): each channel's ``sum x x^T`` over its own patches.
+        clip_search: as for ``gptq_matrix`` (each channel's weight by its own Hessian diagonal).
 
     Raises:
         Cancelled: should_stop() turned true.
@@ -166,7 +173,10 @@ def gptq_depthwise(
     for t in range(taps):
         if should_stop is not None and should_stop():
             raise Cancelled()
-        st, bt = group_params(v[:, t][None, :], group_size, bits, scale_dtype)
+        if clip_search:
+            st, bt = searched_group_params(v[:, t][None, :], group_size, bits, scale_dtype, diag[:, t][None, :])
+        else:
+            st, bt = group_params(v[:, t][None, :], group_size, bits, scale_dtype)
         scales[t], biases[t] = st[0], bt[0]
         s, b = expand(st, group_size)[0], expand(bt, group_size)[0]
         q = round_codes(v[:, t], s.astype(np.float64), b.astype(np.float64), bits)

@@ -45,6 +45,11 @@ class MethodSettings:
 
     damp: float = DEFAULT_DAMP  # GPTQ dampening, fraction of the mean Hessian diagonal
     act_order: bool = False  # GPTQ columns by decreasing Hessian diagonal (static groups)
+    # Group ranges chosen to minimise the Hessian-weighted error instead of min/max. Measured on the
+    # bench's MobileNetV2: AdaRound int3/g64 68.0 % -> 84.7 % with it; GPTQ+BC a little worse with it
+    # (int3/g64 96.4 % -> 94.6 %: its error feedback already absorbs what a clip would save).
+    gptq_clip_search: bool = False
+    adaround_clip_search: bool = True
     adaround_iters: int = DEFAULT_ITERS
     adaround_lambda: float = DEFAULT_LAMBDA
     adaround_lr: float = 3e-2
@@ -245,12 +250,13 @@ def _apply_to_layer(model, module, new, path, kind, entry, method, calib_x, sett
     w_p, h_p = _padded(w, stats.hessian, kind, cols_p)
     if method.startswith("gptq"):
         if kind == "depthwise":
-            qm = gptq_depthwise(w_p, h_p, gs, bits, scale_dtype, settings.damp, stop)
+            qm = gptq_depthwise(w_p, h_p, gs, bits, scale_dtype, settings.damp, stop, settings.gptq_clip_search)
         else:
-            qm = gptq_matrix(w_p, h_p, gs, bits, scale_dtype, settings.damp, settings.act_order, should_stop=stop)
+            qm = gptq_matrix(w_p, h_p, gs, bits, scale_dtype, settings.damp, settings.act_order, should_stop=stop,
+                             clip_search=settings.gptq_clip_search)  # fmt: skip
     elif method.startswith("adaround"):
         qm = adaround_matrix(w_p, h_p, gs, bits, scale_dtype, settings.adaround_iters, settings.adaround_lambda,
-                             settings.adaround_lr, stop)  # fmt: skip
+                             settings.adaround_lr, stop, settings.adaround_clip_search)  # fmt: skip
     else:
         qm = rtn_matrix(w_p, gs, bits, scale_dtype)
     wq, scales, biases = triple(qm.codes, qm.scales, qm.biases, bits)
