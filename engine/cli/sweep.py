@@ -11,6 +11,7 @@ from engine.core.argtypes import (
     nonneg_int,
     positive_int,
 )
+from engine.image.quant.methods.names import DEFAULT_CALIB_SIZE
 
 
 def add_arguments(p: argparse.ArgumentParser) -> None:
@@ -24,6 +25,13 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--iters", type=positive_int, default=30)
     p.add_argument("--warmup", type=nonneg_int, default=5)
     p.add_argument("--limit", type=positive_int, help="evaluate only the first N images")
+    p.add_argument(
+        "--calib",
+        metavar="DATA",
+        help="calibration images for FORMAT@METHOD recipes (e.g. int4@gptq+bc): any folder or .npz of images, "
+        "labels optional, or a dataset name (default: default-val)",
+    )
+    p.add_argument("--calib-size", type=positive_int, help=f"calibration images (default {DEFAULT_CALIB_SIZE})")
     p.add_argument("--json", action="store_true", help="print the rows as JSON")
 
 
@@ -40,6 +48,8 @@ def run(args) -> int:
         bench=BenchmarkSettings(batch_size=args.batch_size, iters=args.iters, warmup=args.warmup),
         eval_limit=args.limit,
         group_size=args.group_size,
+        calib=args.calib,
+        calib_size=args.calib_size or DEFAULT_CALIB_SIZE,
     )
     o = _run(job, args)
     if args.json:

@@ -26,6 +26,7 @@ from engine.image.benchmark import BenchmarkSettings, IterationSample, run_bench
 from engine.image.coldload import cold_load
 from engine.image.data.datasets import open_dataset
 from engine.image.evaluation import evaluate_bundle, label_mapping
+from engine.image.quant.methods.names import DEFAULT_CALIB_SIZE
 from engine.image.quant.recipes import FLOAT_RECIPES, make_recipe
 from engine.jobs.image import QuantizeJob, benchmark_record
 from engine.jobs.sweep_state import owner_record
@@ -195,6 +196,8 @@ class SweepJob:
     store: bool = True
     plots: bool = True
     overwrite: bool = False  # replace a sweep folder this app wrote at ``out``
+    calib: str | None = None  # calibration images of "FORMAT@METHOD" variants (None: default-val)
+    calib_size: int = DEFAULT_CALIB_SIZE
     title: str = "Sweep"
 
     def run(self, ctx: JobContext, ws: Workspace) -> SweepOutcome:
@@ -221,6 +224,7 @@ class SweepJob:
             "data": str(self.data),
             "bench": {"batch_size": self.bench.batch_size, "iters": self.bench.iters, "warmup": self.bench.warmup},
             "eval_limit": self.eval_limit,
+            "calibration": {"data": self.calib or "default-val", "size": self.calib_size},
             "status": "running",
             "owner": owner_record(),  # a reader tells a killed sweep from a running one (engine.jobs.sweep_state)
         }
@@ -266,7 +270,9 @@ class SweepJob:
                 None if name in FLOAT_RECIPES else self.group_size,
                 store=False,
                 overwrite=True,  # inside the sweep's own folder
-                method=method or "rtn",  # calibrated on the default validation split
+                method=method or "rtn",
+                calib=self.calib,
+                calib_size=self.calib_size,
             ).run(JobContext(stage(0, "quantize"), None, ctx.should_stop), ws)
             path, quantize_seconds = q.path, q.seconds
         ctx.check()
