@@ -201,7 +201,7 @@ def _quantize_with_method(args) -> int:
     """``quantize --model LM --recipe intN --method gptq|awq --calib TEXT [--calib-size N]`` (prints one line)."""
     from engine.image.quant.formats import parse_spec
     from engine.jobs.language import QuantizeLMMethodJob
-    from engine.llm.methods import DEFAULT_SAMPLES
+    from engine.llm.methods import DEFAULT_SAMPLES, DWQ_LEARNING_RATE, DWQ_STEPS
 
     spec = parse_spec(args.recipe, args.group_size)
     if spec.mode != "affine":
@@ -209,9 +209,13 @@ def _quantize_with_method(args) -> int:
     if not args.calib:
         raise UserError(f"--method {args.method} needs --calib TEXT (any UTF-8 text file)")
     samples = args.calib_size if args.calib_size else DEFAULT_SAMPLES
+    dwq = {"dwq_steps": args.dwq_steps or DWQ_STEPS, "dwq_learning_rate": args.dwq_learning_rate or DWQ_LEARNING_RATE}
+    if args.method != "dwq" and (args.dwq_steps or args.dwq_learning_rate):
+        raise UserError(f"--dwq-steps and --dwq-learning-rate are options of --method dwq, not {args.method}")
     job = QuantizeLMMethodJob(
-        args.model, args.method, args.calib, args.out, spec.bits, spec.group_size, samples, overwrite=args.overwrite
-    )
+        args.model, args.method, args.calib, args.out, spec.bits, spec.group_size, samples, overwrite=args.overwrite,
+        **dwq,
+    )  # fmt: skip
     r = _run(job, args)
     print(
         f"{args.model} -> {r.path}: {r.method} int{r.bits}/g{r.group_size} on {r.calib_samples} chunks of "

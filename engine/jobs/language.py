@@ -18,7 +18,14 @@ from engine.llm.bench import LMBenchResult, LMBenchSettings, TokenTick, benchmar
 from engine.llm.detect import DEFAULT_TEXT, resolve_lm_spec
 from engine.llm.generate import GenerationResult, GenerationSettings, generate_text
 from engine.llm.loader import LanguageModelCard, load_language_model
-from engine.llm.methods import DEFAULT_SAMPLES, DEFAULT_SEQUENCE_LENGTH, LMMethodResult, quantize_lm_with_method
+from engine.llm.methods import (
+    DEFAULT_SAMPLES,
+    DEFAULT_SEQUENCE_LENGTH,
+    DWQ_LEARNING_RATE,
+    DWQ_STEPS,
+    LMMethodResult,
+    quantize_lm_with_method,
+)
 from engine.llm.perplexity import DEFAULT_CONTEXT, PerplexityResult, perplexity, read_text
 from engine.llm.quantize import LMQuantizeResult, quantize_language_model, recipe_label, resolve_recipe
 from engine.llm.sensitivity import DEFAULT_CANDIDATES, SensitivityReport, measure_sensitivity
@@ -307,6 +314,8 @@ class QuantizeLMMethodJob:
     sequence_length: int = DEFAULT_SEQUENCE_LENGTH
     store: bool = True
     overwrite: bool = False
+    dwq_steps: int = DWQ_STEPS
+    dwq_learning_rate: float = DWQ_LEARNING_RATE
     title: str = "Quantize language model (calibrated)"
 
     def run(self, ctx, ws) -> LMMethodResult:
@@ -315,7 +324,8 @@ class QuantizeLMMethodJob:
         ctx.progress(0.0, f"{self.method}: quantizing {self.model} to int{self.bits}/g{self.group_size}")
         result = quantize_lm_with_method(
             self.model, self.method, self.out, self.text, self.bits, self.group_size, self.samples,
-            self.sequence_length, ctx.scaled(0.0, 0.95), ctx.should_stop, self.overwrite,
+            self.sequence_length, ctx.scaled(0.0, 0.95), ctx.should_stop, self.overwrite, self.dwq_steps,
+            self.dwq_learning_rate,
         )  # fmt: skip
         ws.forget(result.path)
         if self.store:

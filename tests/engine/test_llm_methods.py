@@ -138,17 +138,26 @@ def test_dwq_cancels_during_training_and_writes_nothing(tmp_path, texts):
     assert list(tmp_path.iterdir()) == []
 
 
-def test_cli_quantize_language_model_with_dwq(tmp_path, texts, capsys, monkeypatch):
-    import functools
-
-    import engine.jobs.language as jobs
+def test_cli_quantize_language_model_with_dwq(tmp_path, texts, capsys):
     from engine.cli import main
 
-    monkeypatch.setattr(jobs, "quantize_lm_with_method", functools.partial(quantize_lm_with_method, dwq_steps=3))
     out = tmp_path / "cli-dwq"
     rc = main(["quantize", "--model", "default-lm", "--recipe", "int4", "--method", "dwq", "--calib", str(texts[0]),
-               "--calib-size", "4", "--out", str(out)])  # fmt: skip
+               "--calib-size", "4", "--dwq-steps", "3", "--dwq-learning-rate", "2e-4", "--out", str(out)])  # fmt: skip
     captured = capsys.readouterr()
     assert rc == 0, captured.err
     assert "dwq int4/g64 on 4 chunks of calib.txt" in captured.out
-    assert json.loads((out / "config.json").read_text())["mqs"]["steps"] == 3
+    mqs = json.loads((out / "config.json").read_text())["mqs"]
+    assert (mqs["steps"], mqs["learning_rate"]) == (3, 2e-4)
+
+
+def test_cli_dwq_options_belong_to_dwq(tmp_path, texts, capsys):
+    from engine.cli import main
+
+    rc = main(["quantize", "--model", "default-lm", "--recipe", "int4", "--method", "gptq", "--calib", str(texts[0]),
+               "--dwq-steps", "3", "--out", str(tmp_path / "a")])  # fmt: skip
+    assert rc == 1 and "options of --method dwq, not gptq" in capsys.readouterr().err
+    rc = main(["quantize", "--model", "default", "--recipe", "int4", "--method", "gptq", "--dwq-learning-rate", "1e-3",
+               "--out", str(tmp_path / "b")])  # fmt: skip
+    assert rc == 1 and "a language-model method" in capsys.readouterr().err
+    assert not (tmp_path / "a").exists() and not (tmp_path / "b").exists()

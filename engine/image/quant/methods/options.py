@@ -4,7 +4,8 @@ from __future__ import annotations
 
 import argparse
 
-from engine.core.argtypes import positive_int
+from engine.core.argtypes import positive_float, positive_int
+from engine.core.errors import UserError
 from engine.image.quant.methods.names import DEFAULT_CALIB_SIZE, DEFAULT_METHOD, METHODS
 
 LM_ONLY = ("awq", "dwq")  # language models: mlx-lm's AWQ, DWQ (and GPTQ), see engine.llm.methods
@@ -32,8 +33,18 @@ def add_method_options(p: argparse.ArgumentParser) -> None:
         help=f"calibration images to use (default {DEFAULT_CALIB_SIZE}; time grows linearly, memory barely); "
         "language models: text chunks (default 32 of 256 tokens)",
     )
+    g.add_argument(
+        "--dwq-steps", type=positive_int, help="language models, --method dwq: Adam steps of 4 chunks (default 100)"
+    )
+    g.add_argument(
+        "--dwq-learning-rate",
+        type=positive_float,
+        help="language models, --method dwq: learning rate of the scales and biases (default 1e-4)",
+    )
 
 
 def method_kwargs(args) -> dict:
-    """QuantizeJob keyword arguments from parsed options."""
+    """QuantizeJob keyword arguments from parsed options (an image model's)."""
+    if getattr(args, "dwq_steps", None) or getattr(args, "dwq_learning_rate", None):
+        raise UserError("--dwq-steps and --dwq-learning-rate are options of DWQ, a language-model method")
     return {"method": args.method, "calib": args.calib, "calib_size": args.calib_size or DEFAULT_CALIB_SIZE}
