@@ -4,8 +4,16 @@ from __future__ import annotations
 
 from PySide6.QtWidgets import QInputDialog, QMenu
 
+from engine.core.errors import UserError
 from engine.core.units import human_bytes
-from engine.jobs.language import LMBenchmarkJob, LoadLanguageModelJob, PerplexityJob, QuantizeLanguageModelJob
+from engine.image.quant.formats import parse_spec
+from engine.jobs.language import (
+    LMBenchmarkJob,
+    LoadLanguageModelJob,
+    PerplexityJob,
+    QuantizeLanguageModelJob,
+    QuantizeLMMethodJob,
+)
 from engine.llm.bench import LMBenchSettings, TokenTick
 from engine.llm.loader import LanguageModelCard
 from engine.llm.quantize import MIXED_RECIPES
@@ -13,7 +21,16 @@ from gui.dialogs import open_file
 from gui.state import AppState
 from gui.widgets.table_model import Column, fmt_float
 
-__all__ = ["TokenTick", "benchmark_job", "card_html", "is_language", "load_job", "perplexity_job", "quantize_job"]
+__all__ = [
+    "TokenTick",
+    "benchmark_job",
+    "card_html",
+    "is_language",
+    "load_job",
+    "method_job",
+    "perplexity_job",
+    "quantize_job",
+]
 
 LM_RECIPE_HELP = {
     "mixed_2_6": "mlx-lm mixed: 2-bit weights, 6-bit for v_proj/down_proj of some layers and lm_head (like llama.cpp Q*_K_M)",
@@ -43,6 +60,19 @@ def load_job(path: str) -> LoadLanguageModelJob:
 
 def quantize_job(path: str, recipe: str, group_size: int | None) -> QuantizeLanguageModelJob:
     return QuantizeLanguageModelJob(path, recipe, None, group_size)
+
+
+def method_job(path: str, recipe: str, group_size: int | None, method: str, text: str | None, chunks: int):
+    """mlx-lm's GPTQ/AWQ/DWQ on ``text``; raises UserError for what they cannot do (said before anything runs)."""
+    if not text:
+        raise UserError(f"{method} needs calibration text: give a UTF-8 text file in the calibration field")
+    try:
+        spec = parse_spec(recipe, group_size)
+    except UserError:
+        spec = None
+    if spec is None or spec.mode != "affine":
+        raise UserError(f"{method} takes an integer recipe (int2 ... int8), not {recipe}")
+    return QuantizeLMMethodJob(path, method, text, None, spec.bits, spec.group_size, chunks)
 
 
 def benchmark_job(path: str, runs: int, warmup: int, prompt_tokens: int = 128, gen_tokens: int = 64) -> LMBenchmarkJob:

@@ -302,12 +302,12 @@ class SensitivityJob:
 
 @dataclass(frozen=True)
 class QuantizeLMMethodJob:
-    """A language model quantized by mlx-lm's GPTQ or AWQ on calibration text (a job, like QuantizeJob)."""
+    """A language model quantized by mlx-lm's GPTQ, AWQ or DWQ on calibration text (a job, like QuantizeJob)."""
 
     model: str
     method: str
     text: str  # calibration text file (any UTF-8 text)
-    out: str
+    out: str | None  # None: the app's variants folder (replaced if the app wrote it)
     bits: int = 4
     group_size: int = 64
     samples: int = DEFAULT_SAMPLES
@@ -322,10 +322,14 @@ class QuantizeLMMethodJob:
         from engine.measure.results import RunRecord
 
         ctx.progress(0.0, f"{self.method}: quantizing {self.model} to int{self.bits}/g{self.group_size}")
+        out = self.out
+        if out is None:
+            name = Path(ws.language_model(self.model).name.replace("/", "--")).name
+            out = default_lm_variant_path(name, f"int{self.bits}-g{self.group_size}-{self.method}")
         result = quantize_lm_with_method(
-            self.model, self.method, self.out, self.text, self.bits, self.group_size, self.samples,
-            self.sequence_length, ctx.scaled(0.0, 0.95), ctx.should_stop, self.overwrite, self.dwq_steps,
-            self.dwq_learning_rate,
+            self.model, self.method, out, self.text, self.bits, self.group_size, self.samples,
+            self.sequence_length, ctx.scaled(0.0, 0.95), ctx.should_stop, self.overwrite or self.out is None,
+            self.dwq_steps, self.dwq_learning_rate,
         )  # fmt: skip
         ws.forget(result.path)
         if self.store:

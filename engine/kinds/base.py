@@ -26,6 +26,18 @@ class Listing:
         return self.recipe not in ("fp32", "fp16", "bf16")
 
 
+@dataclass(frozen=True)
+class MethodOffer:
+    """The quantization methods a kind offers and what their calibration data is."""
+
+    methods: tuple[tuple[str, str], ...]  # (name, one-line description); "rtn" first, needing no calibration
+    calib_hint: str  # what the calibration field takes
+    calib_placeholder: str  # shown in the empty field: the default, or what is required
+    calib_required: bool  # no default calibration data exists
+    calib_size: int  # default count
+    calib_unit: str  # "images", "chunks"
+
+
 class ModelKind(Protocol):
     """What the app can do with one kind of model.
 
@@ -52,3 +64,6 @@ class ModelKind(Protocol):
 
     def recipes(self) -> tuple[str, ...]:
         """The recipe names the Quantize tab offers for this kind."""
+
+    def methods(self) -> MethodOffer:
+        """The quantization methods the Quantize tab offers for this kind, and their calibration data."""

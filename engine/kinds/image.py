@@ -5,7 +5,7 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
-from engine.kinds.base import Listing, Progress
+from engine.kinds.base import Listing, MethodOffer, Progress
 from engine.kinds.detect import IMAGE, kind_of_config
 
 
@@ -51,6 +51,13 @@ class ImageKind:
         from engine.image.quant.recipes import builtin_names
 
         return tuple(builtin_names())
+
+    def methods(self) -> MethodOffer:
+        from engine.image.quant.calibration import DEFAULT_CALIBRATION
+        from engine.image.quant.methods.names import DEFAULT_CALIB_SIZE, METHODS
+
+        hint = "calibration images: any folder or .npz of images (labels optional) or a dataset name"
+        return MethodOffer(tuple(METHODS.items()), hint, DEFAULT_CALIBRATION, False, DEFAULT_CALIB_SIZE, "images")
 
 
 def _resolved(path: str | None) -> str | None:

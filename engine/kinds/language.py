@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from engine.kinds.base import Listing, Progress
+from engine.kinds.base import Listing, MethodOffer, Progress
 from engine.kinds.detect import LANGUAGE
 
 
@@ -53,3 +53,10 @@ class LanguageKind:
         from engine.llm.quantize import MIXED_RECIPES
 
         return (*format_names(), *MIXED_RECIPES)
+
+    def methods(self) -> MethodOffer:
+        from engine.llm.methods import DEFAULT_SAMPLES, LM_METHOD_HELP
+
+        hint = "calibration text: any UTF-8 text file, cut into chunks of 256 tokens"
+        offer = (("rtn", "round to nearest (no calibration)"), *LM_METHOD_HELP.items())
+        return MethodOffer(offer, hint, "text file (required)", True, DEFAULT_SAMPLES, "chunks")

@@ -42,7 +42,12 @@ from engine.llm.detect import resolve_lm_spec
 from engine.llm.loader import LanguageModel, guard_memory, language_model_card, load_language_model
 from engine.llm.quantize import save_language_model
 
-LM_METHODS = ("gptq", "awq", "dwq")
+LM_METHOD_HELP = {
+    "gptq": "mlx-lm's GPTQ: second-order rounding with error feedback (2, 4 or 8 bits)",
+    "awq": "mlx-lm's AWQ: activation-aware scaling and clipping (llama, mistral, qwen, gemma3, deepseek_v2)",
+    "dwq": "mlx-lm's DWQ: RTN, then scales and biases distilled from the float model (minutes)",
+}
+LM_METHODS = tuple(LM_METHOD_HELP)
 DEFAULT_SAMPLES = 32
 DEFAULT_SEQUENCE_LENGTH = 256
 DWQ_STEPS = 100  # Adam steps (batches); mlx-lm's script runs one pass over 2,048 samples
@@ -63,6 +68,12 @@ class LMMethodResult:
     seconds: float
     peak_memory_bytes: int
     bits_per_weight: float
+    card: object = None  # the saved model's LanguageModelCard (what the Quantize tab lists)
+    source: object = None  # the float model's LanguageModelCard
+
+    @property
+    def recipe(self) -> str:
+        return f"int{self.bits}-g{self.group_size}@{self.method}"
 
 
 def calibration_tokens(lm: LanguageModel, text_path: str | Path, samples: int, length: int, seed: int = 0) -> mx.array:
@@ -145,6 +156,7 @@ def quantize_lm_with_method(
     if src_path.exists():
         guard_memory(src_path, DWQ_MEMORY_FACTOR if method == "dwq" else QUANTIZE_FACTOR, "quantize")
     lm = load_language_model(source)
+    source_card = language_model_card(lm)
     config = copy.deepcopy(lm.config)
     data = calibration_tokens(lm, text, samples, sequence_length)
     report = progress or (lambda f, m: None)
@@ -183,9 +195,9 @@ def quantize_lm_with_method(
     path = save_language_model(lm, config, out, overwrite=overwrite)
     seconds = time.perf_counter() - t0
     saved = LanguageModel(path.name, str(path), "folder", lm.model, lm.tokenizer, config)
-    bpw = language_model_card(saved).bits_per_weight
+    card = language_model_card(saved)
     return LMMethodResult(str(path), method, bits, group_size, Path(text).name, int(data.shape[0]), sequence_length,
-                          seconds, int(mx.get_peak_memory()), bpw)  # fmt: skip
+                          seconds, int(mx.get_peak_memory()), card.bits_per_weight, card, source_card)  # fmt: skip
 
 
 def _dwq(lm, data, bits, group_size, steps, learning_rate, report, should_stop) -> tuple[LanguageModel, dict]:

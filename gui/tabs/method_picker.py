@@ -5,26 +5,21 @@ from __future__ import annotations
 from PySide6.QtCore import Slot
 from PySide6.QtWidgets import QComboBox, QHBoxLayout, QLabel, QLineEdit, QSpinBox, QWidget
 
-from engine.image.quant.calibration import DEFAULT_CALIBRATION
-from engine.image.quant.methods import DEFAULT_CALIB_SIZE, METHODS
+from engine import kinds
+from engine.kinds.base import MethodOffer
 
 
 class MethodPicker(QWidget):
-    """Method combo box, calibration data (any folder or .npz of images) and the number of images."""
+    """Method combo box, calibration data and its size, as the source model's kind offers them."""
 
     def __init__(self, parent=None):
         super().__init__(parent)
         self.method = QComboBox()
-        for name, text in METHODS.items():
-            self.method.addItem(name, name)
-            self.method.setItemData(self.method.count() - 1, text, 3)  # Qt.ToolTipRole
         self.calib = QLineEdit()
-        self.calib.setPlaceholderText(DEFAULT_CALIBRATION)
-        self.calib.setToolTip("calibration images: any folder or .npz of images (labels optional) or a dataset name")
         self.calib_size = QSpinBox()
         self.calib_size.setRange(1, 100000)
-        self.calib_size.setValue(DEFAULT_CALIB_SIZE)
-        self.calib_size.setToolTip("calibration images to use; time grows about linearly with the count")
+        self.offer: MethodOffer | None = None
+        self.offer_methods(kinds.get(kinds.IMAGE).methods())
         row = QHBoxLayout(self)
         row.setContentsMargins(0, 0, 0, 0)
         row.addWidget(self.method)
@@ -32,6 +27,27 @@ class MethodPicker(QWidget):
         row.addWidget(self.calib, 1)
         row.addWidget(self.calib_size)
         self.method.currentTextChanged.connect(self._method_changed)
+
+    def offer_methods(self, offer: MethodOffer) -> None:
+        """Show ``offer``'s methods (the source's kind); a method both offers have stays chosen."""
+        if offer == self.offer:
+            return
+        current = self.method.currentData()
+        self.method.blockSignals(True)
+        self.method.clear()
+        for name, text in offer.methods:
+            self.method.addItem(name, name)
+            self.method.setItemData(self.method.count() - 1, text, 3)  # Qt.ToolTipRole
+        self.method.blockSignals(False)
+        i = self.method.findData(current)
+        self.method.setCurrentIndex(max(0, i))
+        self.calib.setPlaceholderText(offer.calib_placeholder)
+        self.calib.setToolTip(offer.calib_hint)
+        if self.offer is None or self.offer.calib_size != offer.calib_size:
+            self.calib_size.setValue(offer.calib_size)
+        self.calib_size.setSuffix(f" {offer.calib_unit}")
+        self.calib_size.setToolTip(f"calibration {offer.calib_unit} to use; time grows about linearly with the count")
+        self.offer = offer
         self._method_changed(self.method.currentText())
 
     @Slot(str)

@@ -18,6 +18,7 @@ from PySide6.QtWidgets import (
 )
 
 from engine import kinds
+from engine.core.errors import UserError
 from engine.core.units import human_bytes
 from engine.image.quant.recipes import describe
 from engine.jobs.image import QuantizeJob, QuantizeOutcome
@@ -165,6 +166,8 @@ class QuantizeTab(JobOwner, QWidget):
         self.recipe.addItems(files)
         self.recipe.blockSignals(False)
         self._recipes_kind = kind
+        if hasattr(self, "method"):  # built after the first call, in __init__
+            self.method.offer_methods(kinds.get(kind).methods())
         i = self.recipe.findText(current)
         self.recipe.setCurrentIndex(i if i >= 0 else max(0, self.recipe.findText("int8")))
         if hasattr(self, "help"):  # built after the first call, in __init__
@@ -225,7 +228,15 @@ class QuantizeTab(JobOwner, QWidget):
             s.setValue("quantize/recipe", recipe)
         s.setValue("quantize/group_size", self.group_size.currentText())
         if lm_support.is_language(self.state, path):
-            job = lm_support.quantize_job(path, recipe, gs if recipe.startswith("int") else None)
+            m = self.method.job_kwargs()
+            if m["method"] == "rtn":
+                job = lm_support.quantize_job(path, recipe, gs if recipe.startswith("int") else None)
+            else:
+                try:
+                    job = lm_support.method_job(path, recipe, gs, m["method"], m["calib"], m["calib_size"])
+                except UserError as exc:
+                    self.window().show_error("Quantize", str(exc))
+                    return
         else:
             job = QuantizeJob(path, recipe, None, gs, **self.method.job_kwargs())
         self.submit_job(job, on_result=self._on_result)

@@ -20,6 +20,17 @@ def test_the_shipped_models_and_names():
     assert "mixed-4-8" in kinds.get(kinds.IMAGE).recipes() and "mixed_2_6" in kinds.get(kinds.LANGUAGE).recipes()
 
 
+def test_each_kind_offers_the_methods_its_quantize_path_accepts():
+    from engine.image.quant.methods import check_method
+    from engine.llm.methods import LM_METHODS
+
+    image, language = kinds.get(kinds.IMAGE).methods(), kinds.get(kinds.LANGUAGE).methods()
+    assert [m for m, _ in image.methods] == [check_method(m) for m, _ in image.methods]  # each one is accepted
+    assert [m for m, _ in language.methods] == ["rtn", *LM_METHODS]
+    assert not image.calib_required and image.calib_placeholder == "default-val"
+    assert language.calib_required and language.calib_unit == "chunks"
+
+
 def test_a_hugging_face_image_classifier_folder_is_imported_not_opened(tmp_path):
     folder = tmp_path / "vit-skin"
     folder.mkdir()
