@@ -17,6 +17,7 @@ from engine.image.data.corruptions import SEVERITIES, Corruption
 from engine.image.data.datasets import ImageDataset, open_dataset
 from engine.image.data.splits import DEFAULT_FRACTIONS
 from engine.image.evaluation import EvaluationResult, evaluate_bundle
+from engine.image.model_card import model_card
 from engine.measure.evaluate.agreement import Agreement, agreement, align
 from engine.measure.evaluate.calibration import DEFAULT_BINS
 from engine.measure.evaluate.metrics import (
@@ -216,6 +217,8 @@ class EvaluationSuiteJob:
             metrics.append(vm)
             rows[i] += vm.long_rows(name)
             rows[i] += [(name, "images_per_s", "", res.images_per_s), (name, "skipped", "", float(len(res.skipped)))]
+            # Methods are compared at equal bits per weight: the table says what each variant stores.
+            rows[i].append((name, "bits_per_weight", "", model_card(bundle).bits_per_weight))
             ag = None
             if i > 0:
                 ag = _agreement(names[0], clean[0], metrics[0], res, vm)

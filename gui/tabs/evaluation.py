@@ -92,6 +92,7 @@ def _points(v) -> str:
 
 SUMMARY_COLUMNS = [
     Column("variant", lambda r: r.get("variant")),
+    Column("bits/w", lambda r: r.get("bits_per_weight"), _fmt(2), True),
     Column("images", lambda r: r.get("n"), _fmt(0), True),
     _ci_column("accuracy", "accuracy", percent=True),
     # What quantization costs, beside what it is measured against: points of accuracy, coloured.

@@ -53,7 +53,14 @@ def test_evaluation_tab_runs_shows_exports_and_reopens_stored_runs(window, qtbot
     ref, var = (v.name for v in tab.outcome.variants)
 
     assert tab.summary.model.rowCount() == 2
-    assert "[" in tab.summary.model.data(tab.summary.model.index(0, 2))  # accuracy with its interval
+    assert "[" in tab.summary.model.data(tab.summary.model.index(0, 3))  # accuracy with its interval
+    # What each variant stores, so methods are compared at equal bits per weight.
+    from engine.image.bundle import load_bundle
+    from engine.image.model_card import model_card
+
+    for row, v in zip(tab.summary.model.rows, tab.outcome.variants, strict=True):
+        assert row["bits_per_weight"] == pytest.approx(model_card(load_bundle(v.path)).bits_per_weight)
+    assert tab.summary.model.rows[1]["bits_per_weight"] < tab.summary.model.rows[0]["bits_per_weight"] / 4
     assert tab.per_class.model.rowCount() == 20
     tab.confusion.set_tables(tab.confusion.tables)
     assert tab.confusion.diff_panel.isVisibleTo(tab.confusion)
