@@ -15,10 +15,21 @@ from engine.core.errors import UserError
 
 
 def add_arguments(p: argparse.ArgumentParser) -> None:
-    p.add_argument("--model", required=True, help="the float student (or its initialisation)")
-    p.add_argument("--recipe", default="int4", help=RECIPE_HELP + "; fp32 trains a float student")
+    p.add_argument(
+        "--model",
+        required=True,
+        help="the float student (or its initialisation), or a quantized bundle (any method) to fine-tune on its own grid",
+    )
+    p.add_argument(
+        "--recipe",
+        help=RECIPE_HELP + "; fp32 trains a float student (default int4; a quantized --model keeps its own)",
+    )
     p.add_argument("--group-size", type=int, choices=(32, 64, 128))
-    p.add_argument("--teacher", help="a float bundle or 'default' to distil from")
+    p.add_argument(
+        "--teacher",
+        help="a float bundle or 'default' to distil from (a quantized --model: default its recorded float parent)",
+    )
+    p.add_argument("--no-teacher", action="store_true", help="a quantized --model: do not distil from its float parent")
     p.add_argument(
         "--data", default="default-val", help="training images (folder of class subfolders, .npz, default-val)"
     )
@@ -57,8 +68,13 @@ def run(args) -> int:
         if not isinstance(cfg, dict):
             raise UserError("--student-config must be a JSON object")
         student_config = tuple(sorted((k, tuple(v) if isinstance(v, list) else v) for k, v in cfg.items()))
+    if args.teacher and args.no_teacher:
+        raise UserError("--teacher and --no-teacher contradict each other")
+    recipe = None
+    if args.recipe or args.group_size:
+        recipe = resolve_recipe(args.recipe or "int4", args.group_size)
     settings = FinetuneSettings(
-        recipe=resolve_recipe(args.recipe, args.group_size),
+        recipe=recipe,
         epochs=args.epochs,
         batch_size=args.batch_size,
         lr=args.lr,
@@ -80,9 +96,12 @@ def run(args) -> int:
         student_config,
         args.out,
         overwrite=args.overwrite,
+        teacher_from_parent=not args.no_teacher,
     )
     o = _run(job, args)
     res = o.result
+    if o.note and not args.json:
+        print(o.note)
     if args.history_csv:
         write_csv(
             args.history_csv,
@@ -99,6 +118,9 @@ def run(args) -> int:
                     "before": res.before_accuracy,
                     "after": res.after_accuracy,
                     "teacher": res.teacher_accuracy,
+                    "teacher_path": o.teacher,
+                    "from_method": res.from_method,
+                    "note": o.note,
                     "bits_per_weight": o.card.bits_per_weight,
                     "seconds": res.seconds,
                 },
@@ -110,8 +132,9 @@ def run(args) -> int:
         if p.val_accuracy is not None:
             print(f"  epoch {p.epoch:5.2f}  step {p.step:>5}  loss {p.loss:.4f}  validation {_pct(p.val_accuracy)}")
     teacher = f", teacher {_pct(res.teacher_accuracy)}" if res.teacher_accuracy is not None else ""
+    start = f" (from {res.from_method}, its grid kept)" if res.from_method else ""
     print(
-        f"{res.recipe}: validation accuracy {_pct(res.before_accuracy)} before -> {_pct(res.after_accuracy)} after "
+        f"{res.recipe}{start}: validation accuracy {_pct(res.before_accuracy)} before -> {_pct(res.after_accuracy)} after "
         f"{res.steps} steps{teacher} ({res.seconds:.0f} s); {o.card.bits_per_weight:.2f} bits/weight, "
         f"{human_bytes(o.card.size_on_disk)} -> {o.path}"
     )

@@ -25,6 +25,7 @@ from engine.image.quant.actsim import (
 from engine.image.quant.autoquant import DEFAULT_CANDIDATES, AutoquantResult, Budget, autoquant
 from engine.image.quant.calibration import DEFAULT_CALIBRATION, LabelledImages, load_calibration, load_images
 from engine.image.quant.formats import parse_spec
+from engine.image.quant.from_quantized import stored_recipe
 from engine.image.quant.inventory import LayerInventory, inventory
 from engine.image.quant.recover import FinetuneResult, FinetuneSettings, finetune
 from engine.image.quant.sensitivity import SensitivityReport, analyze_sensitivity, write_sensitivity_csv
@@ -340,6 +341,8 @@ class FinetuneOutcome:
     path: str
     card: ModelCard
     record: RunRecord | None
+    teacher: str | None = None  # the teacher's path, None without one
+    note: str | None = None  # what was chosen for the user (a teacher defaulted to the float parent)
 
 
 def split_train_val(images: LabelledImages, fraction: float = 0.2, seed: int = 0):
@@ -360,7 +363,14 @@ def split_train_val(images: LabelledImages, fraction: float = 0.2, seed: int = 0
 
 @dataclass(frozen=True)
 class FinetuneJob:
-    """QAT / distillation. ``student_config`` re-initialises the student's architecture (a smaller model)."""
+    """QAT / distillation. ``student_config`` re-initialises the student's architecture (a smaller model).
+
+    ``model`` may be a quantized bundle (any method): it is fine-tuned on its own formats and
+    grid (``engine.image.quant.from_quantized``). Without a ``teacher``, and with
+    ``teacher_from_parent``, such a model is distilled from the float model it was quantized
+    from when its config records one that is still there unchanged (same content hash); the
+    outcome's ``note`` says which.
+    """
 
     model: str
     settings: FinetuneSettings = field(default_factory=FinetuneSettings)
@@ -372,18 +382,29 @@ class FinetuneJob:
     out: str | None = None
     overwrite: bool = False  # replace a folder this app wrote at ``out``
     store: bool = True
+    teacher_from_parent: bool = True  # a quantized model without a teacher: distil from its float parent
     title: str = "Fine-tune"
 
     def run(self, ctx: JobContext, ws: Workspace) -> FinetuneOutcome:
         from dataclasses import replace
 
         _check_out(self.out, self.overwrite, self.model)
-        source = _float_source(ws, self.model)
+        source = ws.bundle(self.model)
+        quantized = bool(source.quantization)
+        if quantized:
+            stored_recipe(source, self.settings.recipe)  # a recipe that disagrees fails before any work
         student, settings = source, self.settings
         if self.student_config:
+            if quantized:
+                raise UserError(
+                    f"model '{source.name}' is quantized; a fresh student (student config) starts from a float model"
+                )
             student = _fresh_student(source, dict(self.student_config), settings.seed)
             settings = replace(settings, train_bn=True)
+        note = None
         teacher = _float_source(ws, self.teacher) if self.teacher else None
+        if teacher is None and quantized and self.teacher_from_parent:
+            teacher, note = _float_parent(ws, source)
         ctx.progress(0.0, f"loading {self.data}")
         data = load_images(source, self.data, self.limit, should_stop=ctx.should_stop)
         if self.val_data:
@@ -394,7 +415,18 @@ class FinetuneJob:
             student, train, val, settings, teacher, ctx.scaled(0.0, 0.97), ctx.should_stop, ctx.partial
         )
         ctx.check()
-        label = f"{result.recipe}-ft" if teacher is None else f"{result.recipe}-kd"
+        kind = "ft" if teacher is None else "kd"
+        label = kind if quantized else f"{result.recipe}-{kind}"  # a quantized model's name says its recipe
+        started = {}
+        if quantized:
+            started = {
+                "from_quantized": {
+                    "path": str(source.path),
+                    "recipe": source.recipe_name,
+                    "method": result.from_method,
+                    "parent": source.source.get("parent"),
+                }
+            }
         path, card = _save_variant(
             ws,
             trained,
@@ -407,6 +439,7 @@ class FinetuneJob:
                 "data": str(self.data),
                 "steps": result.steps,
                 "student_config": dict(self.student_config) or None,
+                **started,
             },
             self.overwrite,
         )
@@ -434,22 +467,39 @@ class FinetuneJob:
                         "size_on_disk_bytes": float(card.size_on_disk or 0),
                     },
                     settings={
-                        "recipe": str(settings.recipe)
+                        "recipe": result.recipe
                         if not hasattr(settings.recipe, "to_dict")
                         else settings.recipe.to_dict(),
+                        "from_quantized": str(source.path) if quantized else None,
                         "epochs": settings.epochs,
                         "batch_size": settings.batch_size,
                         "lr": settings.lr,
                         "temperature": settings.temperature,
                         "alpha": settings.alpha,
                         "attention": [list(p) for p in settings.attention],
-                        "teacher": self.teacher,
+                        "teacher": str(teacher.path) if teacher else None,
                         "data": str(self.data),
                     },
                 )
             )
         ctx.progress(1.0, f"saved {path}")
-        return FinetuneOutcome(result, path, card, record)
+        return FinetuneOutcome(result, path, card, record, str(teacher.path) if teacher else None, note)
+
+
+def _float_parent(ws: Workspace, q: ModelBundle) -> tuple[ModelBundle | None, str]:
+    """The float model ``q`` was quantized from, if its config names one that is there unchanged; and a note."""
+    parent, want = q.source.get("parent"), q.source.get("parent_hash")
+    if not parent:
+        return None, f"no teacher: '{q.name}' records no float parent (give --teacher to distil)"
+    if not Path(parent).is_dir():
+        return None, f"no teacher: the float parent {parent} recorded by '{q.name}' is not there"
+    try:
+        found = ws.bundle(parent)
+    except UserError as exc:
+        return None, f"no teacher: the float parent recorded by '{q.name}' does not load ({exc})"
+    if found.quantization or (want and found.content_hash() != want):
+        return None, f"no teacher: the float parent {parent} has changed since '{q.name}' was made from it"
+    return found, f"teacher: {parent}, the float model '{q.name}' was quantized from"
 
 
 def _fresh_student(source: ModelBundle, config: dict, seed: int) -> ModelBundle:

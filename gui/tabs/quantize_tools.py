@@ -344,6 +344,13 @@ class RecoveryPanel(_JobPanel):
         self.recipe = QComboBox()
         self.recipe.addItems(list(BIT_CHOICES) + ["mixed-3-8", "mixed-2-8"])
         self.recipe.setCurrentText(str(s.value("quantize/ft_recipe", "int3")))
+        # Start from the float source (quantized to the recipe) or from a quantized image model,
+        # which keeps its own formats and grid; the engine's kinds decide what is an image model.
+        self.start_from = QComboBox()
+        self.start_from.setToolTip("a quantized model (any method) is fine-tuned on its own formats and grid")
+        self.start_from.currentIndexChanged.connect(self._start_changed)
+        state.models_changed.connect(self._refresh_starts)
+        self._refresh_starts()
         self.distil = QCheckBox("distil from the float source model")
         self.distil.setChecked(s.value("quantize/ft_distil", "true") in (True, "true"))
         self.data = QLineEdit(str(s.value("quantize/ft_data", "default-val")))
@@ -366,6 +373,7 @@ class RecoveryPanel(_JobPanel):
         self.loss_plot = LivePlot("Training loss", "loss", "step")
         self.acc_plot = LivePlot("Accuracy", "accuracy (%)", "step")
         form = QFormLayout()
+        form.addRow("Start from", self.start_from)
         form.addRow("Quantize to", self.recipe)
         form.addRow("", self.distil)
         form.addRow("Training images", self.data)
@@ -382,8 +390,27 @@ class RecoveryPanel(_JobPanel):
         layout.addLayout(plots, 1)
 
     @Slot()
+    def _refresh_starts(self) -> None:
+        current = self.start_from.currentData()
+        self.start_from.blockSignals(True)
+        self.start_from.clear()
+        self.start_from.addItem("the source model, quantized to the recipe", None)
+        for e in self.state.entries("image"):
+            if e.quantized:
+                self.start_from.addItem(f"{e.display} (keeps its grid)", e.path)
+        i = self.start_from.findData(current) if current else 0
+        self.start_from.setCurrentIndex(max(0, i))
+        self.start_from.blockSignals(False)
+        self._start_changed(self.start_from.currentIndex())
+
+    @Slot(int)
+    def _start_changed(self, _index: int) -> None:
+        self.recipe.setEnabled(self.start_from.currentData() is None)  # a quantized model keeps its own
+
+    @Slot()
     def start(self) -> None:
-        path = self._model()
+        quantized = self.start_from.currentData()
+        path = quantized or self._model()
         if not path:
             return
         s = settings()
@@ -396,7 +423,7 @@ class RecoveryPanel(_JobPanel):
         ):
             s.setValue(f"quantize/{key}", value)
         st = FinetuneSettings(
-            recipe=self.recipe.currentText(),
+            recipe=None if quantized else self.recipe.currentText(),
             epochs=self.epochs.value(),
             lr=self.lr.value(),
             temperature=self.temperature.value(),
@@ -404,9 +431,13 @@ class RecoveryPanel(_JobPanel):
         )
         for plot in (self.loss_plot, self.acc_plot):
             plot.clear_series()
-        teacher = path if self.distil.isChecked() else None
+        # A quantized start distils from the float model it was made from (recorded in its config).
+        teacher = path if self.distil.isChecked() and not quantized else None
+        job = FinetuneJob(
+            path, st, teacher, self.data.text().strip() or "default-val", teacher_from_parent=self.distil.isChecked()
+        )
         self._submit(
-            FinetuneJob(path, st, teacher, self.data.text().strip() or "default-val"),
+            job,
             on_partial=self._on_points,
             on_result=self._on_result,
         )
@@ -421,8 +452,10 @@ class RecoveryPanel(_JobPanel):
     def _on_result(self, outcome) -> None:
         res = outcome.result
         teacher = "" if res.teacher_accuracy is None else f", teacher {100 * res.teacher_accuracy:.2f}%"
+        start = f" (from {res.from_method}, its grid kept)" if res.from_method else ""
+        note = f"; {outcome.note}" if outcome.note else ""
         self.status.setText(
-            f"{res.recipe}: validation {100 * res.before_accuracy:.2f}% before -> {100 * res.after_accuracy:.2f}% "
-            f"after {res.steps} steps{teacher} -> {outcome.path}"
+            f"{res.recipe}{start}: validation {100 * res.before_accuracy:.2f}% before -> {100 * res.after_accuracy:.2f}% "
+            f"after {res.steps} steps{teacher} -> {outcome.path}{note}"
         )
         self._new_variant(outcome.path, outcome.card)

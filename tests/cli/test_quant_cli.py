@@ -95,6 +95,48 @@ def test_actsim_and_evaluate_label_weight_only_and_simulated_numbers(tmp_path, c
     assert "accuracy" in report["weight_only"]
 
 
+def _adaround_bundle(path):
+    """The default model at int3 by AdaRound (20 steps per layer), with the source QuantizeJob records."""
+    from engine.image.quant.methods import MethodSettings, quantize_with_method
+    from engine.image.quant.recipes import resolve_recipe
+
+    b = load_bundle("default")
+    q = b.clone()
+    x = load_images(b, "default-val", 16, seed=0).x
+    q.quantization, _ = quantize_with_method(
+        q.model, resolve_recipe("int3"), "adaround", x, settings=MethodSettings(adaround_iters=20),
+        input_shape=b.input_shape(),
+    )  # fmt: skip
+    q.name = "default-int3-adaround"
+    q.source = {"kind": "quantized", "parent": str(b.path), "parent_hash": b.content_hash(), "method": "adaround"}
+    q.save(path)
+    return q
+
+
+def test_finetune_starts_from_an_adaround_model_and_keeps_its_grid(tmp_path, capsys):
+    q = _adaround_bundle(tmp_path / "q")
+    out = tmp_path / "ft"
+    argv = ["finetune", "--model", str(tmp_path / "q"), "--limit", "64", "--batch-size", "16", "--max-steps", "5"]
+    assert main([*argv, "--out", str(out)]) == 0
+    text = capsys.readouterr().out
+    assert "teacher:" in text and "quantized from" in text  # no --teacher: the recorded float parent
+    assert "int3 (from adaround, its grid kept)" in text
+    ft = load_bundle(out)
+    assert ft.source["kind"] == "finetuned" and ft.source["from_quantized"]["method"] == "adaround"
+    assert ft.source["teacher"] == str(load_bundle("default").path) and ft.name == "default-int3-adaround-kd"
+    assert ft.quantization["finetune"]["from_method"] == "adaround" and ft.quantization["finetune"]["steps"] == 5
+    assert ft.quantization["layers"] == q.quantization["layers"]
+    qm, fm = dict(q.model.named_modules()), dict(ft.model.named_modules())
+    for path in q.quantization["layers"]:
+        np.testing.assert_array_equal(np.array(fm[path].scales), np.array(qm[path].scales), err_msg=path)
+
+    argv = ["finetune", "--model", str(tmp_path / "q"), "--recipe", "int4", "--out", str(tmp_path / "x")]
+    assert main(argv) == 1
+    err = capsys.readouterr().err.strip()
+    assert err.count("\n") == 0 and "already quantized with int3 (adaround); recipe int4 disagrees" in err
+    assert not (tmp_path / "x").exists()
+
+
 def test_finetune_trains_and_saves_a_quantized_student(tmp_path, capsys):
     out, hist = tmp_path / "ft", tmp_path / "h.csv"
     argv = ["finetune", "--model", "default", "--teacher", "default", "--recipe", "int3", "--limit", "64"]

@@ -73,3 +73,35 @@ def test_recovery_runs_live_and_cancels(quantize_tab, qtbot):
     qtbot.mouseClick(panel.cancel_btn, Qt.LeftButton)
     qtbot.waitUntil(lambda: panel.run_btn.isEnabled(), timeout=30000)
     assert panel.status.text() == "cancelled" and not tab.busy()
+
+
+def test_recovery_starts_from_a_quantized_model_and_keeps_its_grid(quantize_tab, qtbot, tmp_path):
+    from engine.image.bundle import load_bundle
+    from engine.image.quant.apply import quantize_model
+    from engine.image.quant.recipes import resolve_recipe
+
+    w, tab = quantize_tab
+    b = load_bundle("default")
+    q = b.clone()
+    q.quantization = quantize_model(q.model, resolve_recipe("int4"), input_shape=b.input_shape())
+    q.name, q.source = "default-int4", {"kind": "quantized", "parent": str(b.path), "method": "rtn"}
+    q.save(tmp_path / "q")
+    entry = w.state.add(tmp_path / "q")
+    panel = tab.recovery
+    tab.tools.setCurrentWidget(panel)
+    i = panel.start_from.findData(entry.path)
+    assert i > 0 and panel.recipe.isEnabled()  # the state's quantized image models are offered
+    panel.start_from.setCurrentIndex(i)
+    assert not panel.recipe.isEnabled()  # a quantized start keeps its own recipe
+    rng = np.random.default_rng(0)
+    data = tmp_path / "small.npz"
+    np.savez(data, images=rng.integers(0, 255, (40, 28, 28), dtype=np.uint8), labels=np.arange(40) % 10)
+    panel.data.setText(str(data))
+    panel.epochs.setValue(1)
+    with qtbot.waitSignal(tab.variant_created, timeout=60000) as blocker:
+        qtbot.mouseClick(panel.run_btn, Qt.LeftButton)
+    ft = load_bundle(blocker.args[0])
+    assert ft.source["from_quantized"]["method"] == "rtn" and ft.source["teacher"] == str(b.path)
+    assert ft.quantization["layers"] == q.quantization["layers"]
+    np.testing.assert_array_equal(np.array(ft.model.head.scales), np.array(q.model.head.scales))
+    assert "its grid kept" in panel.status.text()

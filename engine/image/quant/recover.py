@@ -16,6 +16,11 @@ of squared activations, flattened and L2-normalised, matched with a squared
 error weighted ``beta / 2``. The student is the quantized model itself or a
 smaller float model of the same architecture.
 
+A student that is already quantized (by any method) is fine-tuned on its own grid: its
+dequantized weights are the latent float weights and each layer is fake-quantized with the
+student's stored scales and biases, fixed (``engine.image.quant.from_quantized``); the result
+stores codes on that same grid.
+
 BatchNorm: folded first when the recipe folds it (then nothing is left to
 update); otherwise its statistics stay frozen (eval mode) while its affine
 parameters train, unless ``train_bn`` (a student trained from scratch).
@@ -26,6 +31,7 @@ from __future__ import annotations
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field, replace
+from functools import partial
 
 import mlx.core as mx
 import mlx.nn as nn
@@ -37,6 +43,14 @@ from engine.image.quant.apply import quantizable_layers, quantize_model
 from engine.image.quant.calibration import LabelledImages, accuracy, logits_of
 from engine.image.quant.fold import fold_batchnorm
 from engine.image.quant.formats import FLOAT_DTYPES, LayerSpec
+from engine.image.quant.from_quantized import (
+    GridLayer,
+    float_student,
+    grid_fake_weight,
+    method_of,
+    store_on_grid,
+    stored_recipe,
+)
 from engine.image.quant.hooks import hooked
 from engine.image.quant.layers import conv_matrix, depthwise_matrix, fake_quantize
 from engine.image.quant.recipes import Recipe, resolve_recipe
@@ -49,7 +63,9 @@ class FinetuneSettings:
 
     Attributes:
         recipe: what the student is quantized to (a recipe name, JSON file or Recipe);
-            "fp32" trains a float student (distillation into a smaller model).
+            "fp32" trains a float student (distillation into a smaller model). None: int4
+            for a float student; a quantized student keeps its own recipe (one given that
+            differs from it is refused).
         epochs, batch_size, lr: Adam with a cosine decay over all steps.
         temperature, alpha: distillation temperature and the weight of the distillation
             term (1 - alpha goes to cross-entropy with the labels); without a teacher
@@ -62,7 +78,7 @@ class FinetuneSettings:
         seed: shuffling, augmentation and initialisation.
     """
 
-    recipe: str | Recipe = "int4"
+    recipe: str | Recipe | None = None
     epochs: int = 3
     batch_size: int = 64
     lr: float = 1e-4  # 1e-3 diverges when fine-tuning the pretrained default model at int3
@@ -112,6 +128,7 @@ class FinetuneResult:
     after_accuracy: float  # the student after training, quantized for real
     quantize_gap: float  # max |logit| difference between the fake-quantized and the stored model
     seconds: float
+    from_method: str | None = None  # the method of a quantized student (its grid was kept), else None
 
 
 # -- fake quantization -------------------------------------------------------------------------
@@ -139,17 +156,24 @@ def fake_quant_plan(model: nn.Module, recipe: Recipe, input_shape) -> dict[str, 
     return {i.path: (i.kind, plan[i.path]) for i in layers if plan[i.path].quantized or plan[i.path].dtype != "float32"}
 
 
-def _student_hooks(model, plan, recipe: Recipe, capture: set[str], feats: dict):
+def _student_hooks(model, plan, recipe: Recipe, capture: set[str], feats: dict, fakes: dict | None = None):
+    """Call hooks: fake quantization (``fakes[path](w)`` where given, else ``plan``'s format) and captures."""
     modules = dict(model.named_modules())
+    fakes = fakes or {}
 
     def make(path):
         kind_spec = plan.get(path)
+        fake = fakes.get(path)
+        if fake is None and kind_spec is not None:
+
+            def fake(w, kind=kind_spec[0], spec=kind_spec[1]):
+                return _fake_weight(w, kind, spec, recipe.scale_dtype, recipe.adapt_layout)
 
         def hook(p, forward, x, *args, **kwargs):
-            if kind_spec is not None:
+            if fake is not None:
                 m = modules[p]
                 w = m.weight
-                fq = _fake_weight(w, kind_spec[0], kind_spec[1], recipe.scale_dtype, recipe.adapt_layout)
+                fq = fake(w)
                 m.weight = w + mx.stop_gradient(fq - w)  # straight-through estimator
                 try:
                     out = forward(x, *args, **kwargs)
@@ -163,7 +187,7 @@ def _student_hooks(model, plan, recipe: Recipe, capture: set[str], feats: dict):
 
         return hook
 
-    return {p: make(p) for p in set(plan) | capture}
+    return {p: make(p) for p in set(plan) | set(fakes) | capture}
 
 
 # -- losses ------------------------------------------------------------------------------------
@@ -210,7 +234,8 @@ def finetune(
     """Fine-tune (and optionally distil into) ``student`` under fake quantization, then quantize it.
 
     Args:
-        student: a float ModelBundle (not modified; a copy is trained).
+        student: a float ModelBundle, or a quantized one (fine-tuned on its own formats and
+            grid; see ``engine.image.quant.from_quantized``). Not modified; a copy is trained.
         train, val: labelled images (validation accuracy after every epoch).
         settings: see FinetuneSettings.
         teacher: a float ModelBundle with the same classes, or None.
@@ -221,25 +246,32 @@ def finetune(
         nothing is returned.
 
     Raises:
-        UserError: bad settings, a quantized student or teacher, mismatched classes
-            or attention maps; Cancelled.
+        UserError: bad settings, a quantized teacher, a recipe that disagrees with a
+            quantized student's, mismatched classes or attention maps; Cancelled.
     """
     settings.validate()
     t0 = time.perf_counter()
-    recipe = resolve_recipe(settings.recipe)
-    if student.quantization:
-        raise UserError(f"student '{student.name}' is already quantized; start from a float model")
+    from_quantized = bool(student.quantization)
+    if from_quantized:
+        recipe = stored_recipe(student, settings.recipe)
+    else:
+        recipe = resolve_recipe(settings.recipe if settings.recipe is not None else "int4")
     if teacher is not None:
         if teacher.quantization:
             raise UserError(f"teacher '{teacher.name}' is quantized; distil from a float model")
         if len(teacher.labels) != len(student.labels):
             raise UserError(f"teacher has {len(teacher.labels)} classes, student {len(student.labels)}")
     shape = student.input_shape()
-    work = student.clone()
-    if recipe.fold_bn and recipe.quantized:
-        fold_batchnorm(work.model, shape)
+    grid: dict[str, GridLayer] = {}
+    if from_quantized:
+        work, grid, plan = float_student(student)
+    else:
+        work = student.clone()
+        if recipe.fold_bn and recipe.quantized:
+            fold_batchnorm(work.model, shape)
+        plan = fake_quant_plan(work.model, recipe, shape)
     model = work.model
-    plan = fake_quant_plan(model, recipe, shape)
+    fakes = {path: partial(grid_fake_weight, layer=layer) for path, layer in grid.items()}
     modules = dict(model.named_modules())
     t_capture = {t for t, _ in settings.attention}
     s_capture = {s for _, s in settings.attention}
@@ -254,7 +286,7 @@ def finetune(
 
     s_feats: dict[str, mx.array] = {}
     t_feats: dict[str, mx.array] = {}
-    s_hooks = _student_hooks(model, plan, recipe, s_capture, s_feats)
+    s_hooks = _student_hooks(model, plan, recipe, s_capture, s_feats, fakes)
 
     def evaluate(images: LabelledImages) -> float:
         model.eval()
@@ -308,9 +340,11 @@ def finetune(
         model.eval()
         trained_logits = logits_of(model, val.x, 128, should_stop)
     steps_per_epoch = int(np.ceil(len(train) / settings.batch_size))
-    if recipe.name != "fp32":
+    if from_quantized:
+        work = store_on_grid(student, model, grid, step)
+    elif recipe.name != "fp32":
         work.quantization = quantize_model(model, recipe, input_shape=shape)
-    final_logits = logits_of(model, val.x, 128, should_stop)
+    final_logits = logits_of(work.model, val.x, 128, should_stop)
     after = accuracy(final_logits, val.y)
     result = FinetuneResult(
         recipe=recipe.name,
@@ -322,6 +356,7 @@ def finetune(
         after_accuracy=after,
         quantize_gap=float(np.abs(final_logits - trained_logits).max()),
         seconds=time.perf_counter() - t0,
+        from_method=method_of(student) if from_quantized else None,
     )
     return work, result
 
