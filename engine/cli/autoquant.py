@@ -34,10 +34,18 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--group-size", type=int, choices=(32, 64, 128))
     p.add_argument("--no-fold-bn", action="store_true")
     p.add_argument(
+        "--methods",
+        type=csv_list,
+        default=None,
+        help="how a layer's codes may be chosen, e.g. rtn,gptq+bc (default rtn): with more than rtn each layer "
+        "gets the (format, method) pair that hurts least, measured layer by layer on --data's images",
+    )
+    p.add_argument(
         "--sensitivity",
         choices=("fisher", "exact"),
-        default="fisher",
-        help="per-layer costs predicted from the Fisher information (fast), or measured layer by layer (exact)",
+        default=None,
+        help="per-layer costs predicted from the Fisher information (fast), or measured layer by layer (exact); "
+        "default fisher, exact with --methods beyond rtn (fisher cannot rank methods)",
     )
     p.add_argument("--trace-csv", help="write the search trace")
     p.add_argument("--json", action="store_true")
@@ -46,7 +54,7 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
 def run(args) -> int:
     from engine.core.fileio import write_csv
     from engine.core.units import human_bytes
-    from engine.image.quant.autoquant import DEFAULT_CANDIDATES, Budget
+    from engine.image.quant.autoquant import DEFAULT_CANDIDATES, DEFAULT_METHODS, Budget, method_counts
     from engine.jobs.quant import AutoquantJob
 
     if args.target_bpw is not None:
@@ -67,9 +75,17 @@ def run(args) -> int:
         args.out,
         overwrite=args.overwrite,
         sensitivity=args.sensitivity,
+        methods=args.methods or DEFAULT_METHODS,
     )
     o = _run(job, args)
     res = o.result
+    with_methods = job.methods != DEFAULT_METHODS
+
+    def assigned(step) -> str:
+        if not with_methods:
+            return " ".join(f"{p}={f}" for p, f in step.assignment)
+        return " ".join(f"{p}={f}@{m}" for (p, f), (_, m) in zip(step.assignment, step.methods, strict=True))
+
     if args.trace_csv:
         write_csv(
             args.trace_csv,
@@ -96,7 +112,7 @@ def run(args) -> int:
                     s.flip_rate,
                     s.accuracy,
                     s.meets,
-                    " ".join(f"{p}={f}" for p, f in s.assignment),
+                    assigned(s),
                 ]
                 for s in res.trace
             ),
@@ -114,6 +130,8 @@ def run(args) -> int:
                     "val_accuracy_float": res.float_accuracy,
                     "measured_kl": res.measured_kl,
                     "layers": dict(res.assignment),
+                    "methods": dict(res.methods),
+                    "method_counts": method_counts(res.methods),
                     "trace": [
                         {
                             "step": s.step,
@@ -123,6 +141,7 @@ def run(args) -> int:
                             "measured_kl": s.measured_kl,
                             "val_accuracy": s.accuracy,
                             "meets": s.meets,
+                            "method_counts": method_counts(s.methods),
                         }
                         for s in res.trace
                     ],
@@ -133,8 +152,10 @@ def run(args) -> int:
         return 0
     status = "met" if res.met else "NOT met (the largest candidate model is returned)"
     print(f"budget {budget.describe()}: {status}")
-    for path, fmt in res.assignment:
-        print(f"  {path:<28}{fmt}")
+    for (path, fmt), (_, method) in zip(res.assignment, res.methods, strict=True):
+        print(f"  {path:<28}{fmt:<10}{method}" if with_methods else f"  {path:<28}{fmt}")
+    if with_methods:
+        print("methods: " + ", ".join(f"{m} {n} layer{'s' * (n != 1)}" for m, n in method_counts(res.methods).items()))
     print(
         f"{o.source.name} -> {o.card.name}: {human_bytes(o.source.size_on_disk)} -> {human_bytes(o.card.size_on_disk)}, "
         f"{o.card.bits_per_weight:.2f} bits/weight, KL {res.measured_kl:.5f} on calibration images, "
@@ -143,8 +164,9 @@ def run(args) -> int:
     print("search trace:")
     for s in res.trace:
         meets = "" if s.meets is None else ("  meets" if s.meets else "  fails")
+        counts = "  " + " ".join(f"{m}×{n}" for m, n in method_counts(s.methods).items()) if with_methods else ""
         print(
             f"  {s.step:>3} {s.action:<9}{s.bits_per_weight:>7.3f} bpw  predicted KL {s.predicted_kl:.5f}  "
-            f"measured KL {s.measured_kl:.5f}  val {_pct(s.accuracy):>7}{meets}"
+            f"measured KL {s.measured_kl:.5f}  val {_pct(s.accuracy):>7}{meets}{counts}"
         )
     return 0

@@ -11,6 +11,7 @@ from pathlib import Path
 
 from engine.core.errors import UserError
 from engine.core.fileio import check_output_dir
+from engine.core.memory_guard import check_memory
 from engine.image.bundle import ModelBundle, resolve_model_path
 from engine.image.evaluation import EvaluationResult, evaluate_bundle
 from engine.image.model_card import ModelCard, model_card
@@ -22,11 +23,21 @@ from engine.image.quant.actsim import (
     calibration_sweep,
     simulated_activations,
 )
-from engine.image.quant.autoquant import DEFAULT_CANDIDATES, AutoquantResult, Budget, autoquant
+from engine.image.quant.autoquant import (
+    DEFAULT_CANDIDATES,
+    DEFAULT_METHODS,
+    AutoquantResult,
+    Budget,
+    autoquant,
+    build_variant,
+    default_sensitivity,
+    method_counts,
+)
 from engine.image.quant.calibration import DEFAULT_CALIBRATION, LabelledImages, load_calibration, load_images
 from engine.image.quant.formats import parse_spec
 from engine.image.quant.from_quantized import stored_recipe
 from engine.image.quant.inventory import LayerInventory, inventory
+from engine.image.quant.methods.run import memory_estimate
 from engine.image.quant.recover import FinetuneResult, FinetuneSettings, finetune
 from engine.image.quant.sensitivity import SensitivityReport, analyze_sensitivity, write_sensitivity_csv
 from engine.jobs.image import default_variant_path
@@ -142,7 +153,10 @@ class AutoquantJob:
     out: str | None = None
     overwrite: bool = False  # replace a folder this app wrote at ``out``
     store: bool = True
-    sensitivity: str = "fisher"  # or "exact": every layer alone in every format (O(layers x formats) forwards)
+    # "fisher", or "exact": every layer alone in every format (O(layers x formats) forwards);
+    # None: fisher for RTN alone, exact with calibrated methods (which fisher cannot rank)
+    sensitivity: str | None = None
+    methods: tuple[str, ...] = DEFAULT_METHODS  # how a layer's codes may be chosen: a (format, method) search
     title: str = "Autoquant"
 
     def run(self, ctx: JobContext, ws: Workspace) -> AutoquantOutcome:
@@ -157,6 +171,8 @@ class AutoquantJob:
             val = load_images(bundle, self.val_data, should_stop=ctx.should_stop)
         else:
             val = cal if cal.y is not None else None
+        if tuple(self.methods) != DEFAULT_METHODS:
+            check_memory(memory_estimate(bundle.model, cal.x), 1.0, "autoquant with methods", bundle.path)
         result = autoquant(
             bundle,
             self.budget,
@@ -168,21 +184,17 @@ class AutoquantJob:
             progress=ctx.scaled(0.0, 0.97),
             should_stop=ctx.should_stop,
             on_step=ctx.partial,
-            sensitivity=self.sensitivity,
+            sensitivity=self.sensitivity or default_sensitivity(self.methods),
+            methods=self.methods,
         )
         ctx.check()
-        from engine.image.quant.autoquant import build_variant
-
-        variant = build_variant(bundle, result.recipe)
-        path, card = _save_variant(
-            ws,
-            variant,
-            self.out,
-            result.recipe.name,
-            bundle,
-            {"kind": "autoquant", "budget": {"kind": self.budget.kind, "value": self.budget.value}, "met": result.met},
-            self.overwrite,
-        )
+        variant = build_variant(bundle, result.recipe, result.methods, cal, should_stop=ctx.should_stop)
+        source = {"kind": "autoquant", "budget": {"kind": self.budget.kind, "value": self.budget.value}}
+        source["met"] = result.met
+        if result.calibrated:
+            source.update(method="per-layer", methods=method_counts(result.methods), calibration=cal.name)
+            source["calibration_size"] = len(cal)
+        path, card = _save_variant(ws, variant, self.out, result.recipe.name, bundle, source, self.overwrite)
         src = model_card(bundle)
         record = None
         if self.store:
@@ -214,6 +226,8 @@ class AutoquantJob:
                         "source": str(bundle.path),
                         "budget": self.budget.describe(),
                         "candidates": list(self.candidates),
+                        "methods": list(self.methods),
+                        "layer_methods": dict(result.methods),
                     },
                 )
             )

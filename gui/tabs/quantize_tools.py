@@ -28,7 +28,8 @@ from PySide6.QtWidgets import (
 )
 
 from engine.image.quant.actsim import ActSimSettings
-from engine.image.quant.autoquant import Budget
+from engine.image.quant.autoquant import DEFAULT_METHODS, Budget, method_counts
+from engine.image.quant.methods import METHODS
 from engine.image.quant.recover import FinetuneSettings
 from engine.image.quant.sensitivity import SensitivityReport, write_sensitivity_csv
 from engine.jobs.quant import ActSimJob, AutoquantJob, FinetuneJob, SensitivityJob
@@ -236,12 +237,27 @@ class AutoquantPanel(_JobPanel):
         self.calib = QSpinBox()
         self.calib.setRange(1, 100_000)
         self.calib.setValue(int(s.value("quantize/aq_calib", 128)))
+        # Each layer's options become (format, method) pairs; beyond RTN the search measures every
+        # layer alone by every method (exact sensitivity), which multiplies its time.
+        chosen = set(_format_list(str(s.value("quantize/aq_methods", ",".join(DEFAULT_METHODS)))))
+        self.methods: dict[str, QCheckBox] = {}
+        methods_row = QHBoxLayout()
+        for name, text in METHODS.items():
+            box = QCheckBox(name)
+            box.setToolTip(text)
+            box.setChecked(name in chosen)
+            self.methods[name] = box
+            methods_row.addWidget(box)
+        methods_row.addStretch(1)
+        if not any(b.isChecked() for b in self.methods.values()):
+            self.methods["rtn"].setChecked(True)
         self.trace = QPlainTextEdit()
         self.trace.setReadOnly(True)
         form = QFormLayout()
         form.addRow("Budget", self.kind)
         form.addRow("Target", self.value)
         form.addRow("Candidate formats", self.candidates)
+        form.addRow("Methods", methods_row)
         form.addRow("Calibration images", self.calib)
         layout = QVBoxLayout(self)
         layout.addLayout(form)
@@ -260,25 +276,39 @@ class AutoquantPanel(_JobPanel):
         s.setValue("quantize/budget_value", value)
         s.setValue("quantize/candidates", self.candidates.text())
         s.setValue("quantize/aq_calib", self.calib.value())
+        methods = self.chosen_methods()
+        if not methods:
+            self.window().show_error(self.run_btn.text(), "choose at least one method")
+            return
+        s.setValue("quantize/aq_methods", ",".join(methods))
         self.trace.clear()
         job = AutoquantJob(
-            path, Budget(kind, value), calib=self.calib.value(), candidates=_format_list(self.candidates.text())
+            path,
+            Budget(kind, value),
+            calib=self.calib.value(),
+            candidates=_format_list(self.candidates.text()),
+            methods=methods,
         )
         self._submit(job, on_partial=self._on_steps, on_result=self._on_result)
+
+    def chosen_methods(self) -> tuple[str, ...]:
+        return tuple(name for name, box in self.methods.items() if box.isChecked())
 
     def _on_steps(self, steps: tuple) -> None:
         for s in steps:
             acc = "" if s.accuracy is None else f"  val {100 * s.accuracy:.2f}%"
             kl = "" if s.measured_kl is None else f"  measured KL {s.measured_kl:.5f}"
+            counts = method_counts(s.methods)
+            how = "" if set(counts) <= {"rtn"} else "  " + " ".join(f"{m}×{n}" for m, n in counts.items())
             self.trace.appendPlainText(
-                f"{s.step:>3} {s.action:<9}{s.bits_per_weight:7.3f} bpw  predicted KL {s.predicted_kl:.5f}{kl}{acc}"
+                f"{s.step:>3} {s.action:<9}{s.bits_per_weight:7.3f} bpw  predicted KL {s.predicted_kl:.5f}{kl}{acc}{how}"
             )
 
     def _on_result(self, outcome) -> None:
         res = outcome.result
         self.trace.appendPlainText("")
-        for layer, fmt in res.assignment:
-            self.trace.appendPlainText(f"  {layer:<28}{fmt}")
+        for (layer, fmt), (_, method) in zip(res.assignment, res.methods, strict=True):
+            self.trace.appendPlainText(f"  {layer:<28}{fmt:<10}{method}")
         met = "met" if res.met else "NOT met: the largest candidate model is returned"
         self.status.setText(
             f"budget {res.budget.describe()} {met}: {outcome.card.bits_per_weight:.2f} bits/weight -> {outcome.path}"

@@ -71,6 +71,32 @@ def test_autoquant_meets_a_size_budget_and_writes_its_trace(tmp_path, capsys):
     assert exc.value.code == 2
 
 
+def test_autoquant_over_formats_and_methods_records_each_layers_method(tmp_path, capsys):
+    base = ["autoquant", "--model", "default", "--target-bpw", "4", "--calib", "16", "--candidates", "int3,int4,int8"]
+    out, trace = tmp_path / "aqm", tmp_path / "t.csv"
+    argv = [*base, "--methods", "rtn,gptq+bc", "--out", str(out), "--trace-csv", str(trace), "--json"]
+    assert main(argv) == 0
+    report = json.loads(capsys.readouterr().out)
+    assert report["met"] and report["bits_per_weight"] <= 4
+    methods = report["methods"]
+    assert set(methods) == set(report["layers"]) and set(methods.values()) <= {"rtn", "gptq+bc"}
+    assert sum(report["method_counts"].values()) == len(methods)
+    assert "gptq+bc" in report["method_counts"]  # on this model it wins at int3/int4 for some layer
+    q = load_bundle(out).quantization
+    assert q["method"]["name"] == "per-layer" and q["method"]["layers"] == methods
+    chosen = _rows(trace)[-1]
+    assert chosen["action"] == "chosen"
+    assert chosen["assignment"].split() == [f"{p}={report['layers'][p]}@{m}" for p, m in methods.items()]
+    # Plain text: the method beside each layer's format, and the counts.
+    assert main([*base, "--methods", "gptq+bc", "--out", str(tmp_path / "aq2")]) == 0
+    text = capsys.readouterr().out
+    assert "methods: gptq+bc 6 layers" in text and "conv4.conv" in text
+    # Fisher cannot rank methods: one line, before any work.
+    bad = [*base, "--methods", "rtn,gptq", "--sensitivity", "fisher", "--out", str(tmp_path / "aq3")]
+    assert main(bad) == 1
+    assert "Fisher sensitivity cannot rank methods" in capsys.readouterr().err
+
+
 def test_actsim_and_evaluate_label_weight_only_and_simulated_numbers(tmp_path, capsys):
     q = tmp_path / "q"
     assert main(["quantize", "--model", "default", "--recipe", "int8", "--out", str(q)]) == 0

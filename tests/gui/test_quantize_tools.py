@@ -105,3 +105,32 @@ def test_recovery_starts_from_a_quantized_model_and_keeps_its_grid(quantize_tab,
     assert ft.quantization["layers"] == q.quantization["layers"]
     np.testing.assert_array_equal(np.array(ft.model.head.scales), np.array(q.model.head.scales))
     assert "its grid kept" in panel.status.text()
+
+
+def test_autoquant_methods_choice_runs_and_is_remembered(quantize_tab, qtbot):
+    import json
+    from pathlib import Path
+
+    from gui.tabs.quantize_tools import AutoquantPanel
+
+    w, tab = quantize_tab
+    aq = tab.autoquant
+    tab.tools.setCurrentWidget(aq)
+    assert aq.chosen_methods() == ("rtn",)  # the default: today's search
+    aq.methods["gptq+bc"].setChecked(True)
+    aq.kind.setCurrentIndex(aq.kind.findData("bpw"))
+    aq.value.setValue(4.0)
+    aq.candidates.setText("int3,int4,int8")
+    aq.calib.setValue(16)
+    with qtbot.waitSignal(tab.variant_created, timeout=120000) as blocker:
+        qtbot.mouseClick(aq.run_btn, Qt.LeftButton)
+    cfg = json.loads((Path(blocker.args[0]) / "config.json").read_text())
+    layers = cfg["quantization"]["method"]["layers"]
+    assert set(layers.values()) <= {"rtn", "gptq+bc"}
+    text = aq.trace.toPlainText()
+    assert all(m in text for m in layers.values())  # each layer's method is listed
+    qtbot.waitUntil(lambda: aq.run_btn.isEnabled(), timeout=5000)
+    # Remembered (QSettings) by a panel made afterwards.
+    again = AutoquantPanel(w.state, w.router, lambda: None)
+    assert again.chosen_methods() == ("rtn", "gptq+bc")
+    again.deleteLater()

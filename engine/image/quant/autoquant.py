@@ -13,6 +13,14 @@
      along the frontier, measuring each probed model's validation accuracy,
      for the smallest model whose drop is within the budget.
 Every probed assignment is in the trace with its predicted and measured numbers.
+
+With ``methods`` beyond RTN (say rtn and gptq+bc), each layer's options are (format, method)
+pairs: step 1 measures every layer alone in every format by every method
+(``methods/sensitivity.py``, exact only), and as a format's size does not depend on the
+method, each (layer, format) keeps the method that hurts least and the knapsack trades formats
+as before. Every model built (probes and the result) runs ``quantize_with_method`` with the
+per-layer choice: one sequential pass in which RTN layers are rounded to nearest and the
+calibrated ones see the earlier layers already quantized.
 """
 
 from __future__ import annotations
@@ -29,6 +37,8 @@ from engine.image.quant.apply import quantize_model
 from engine.image.quant.calibration import LabelledImages, OutputChange, logits_of
 from engine.image.quant.fisher import analyze_sensitivity_fisher
 from engine.image.quant.formats import parse_spec
+from engine.image.quant.methods.run import MethodSettings, quantize_with_method
+from engine.image.quant.methods.sensitivity import analyze_sensitivity_methods, ordered_methods
 from engine.image.quant.recipes import Recipe, exact_pattern
 from engine.image.quant.sensitivity import SensitivityReport, analyze_sensitivity
 
@@ -36,6 +46,20 @@ MB = 1024 * 1024  # sizes are shown in binary megabytes, as everywhere in the ap
 DEFAULT_CANDIDATES = ("int2", "int3", "int4", "int5", "int6", "int8")
 BUDGET_KINDS = ("bpw", "mb", "drop")
 SENSITIVITY_MODES = ("fisher", "exact")
+DEFAULT_METHODS = ("rtn",)
+
+
+def default_sensitivity(methods) -> str:
+    """Fisher for RTN alone (fast); exact as soon as a calibrated method is a candidate (see ``autoquant``)."""
+    return "fisher" if tuple(methods) == DEFAULT_METHODS else "exact"
+
+
+def method_counts(methods: tuple[tuple[str, str], ...]) -> dict[str, int]:
+    """{method: number of layers} of a per-layer choice, most used first."""
+    counts: dict[str, int] = {}
+    for _, m in methods:
+        counts[m] = counts.get(m, 0) + 1
+    return dict(sorted(counts.items(), key=lambda kv: (-kv[1], kv[0])))
 
 
 @dataclass(frozen=True)
@@ -71,6 +95,7 @@ class TraceStep:
     accuracy: float | None  # on the validation images (the budget's split)
     meets: bool | None
     assignment: tuple[tuple[str, str], ...]  # (layer, format)
+    methods: tuple[tuple[str, str], ...] = ()  # (layer, method) of the same layers
 
 
 @dataclass(frozen=True)
@@ -88,6 +113,12 @@ class AutoquantResult:
     trace: tuple[TraceStep, ...]
     sensitivity: SensitivityReport
     seconds: float
+    methods: tuple[tuple[str, str], ...] = ()  # (layer, method) of the assignment's layers
+
+    @property
+    def calibrated(self) -> bool:
+        """Whether any layer's codes come from a calibrated method (the build needs calibration images)."""
+        return any(m != "rtn" for _, m in self.methods)
 
 
 # -- the knapsack ----------------------------------------------------------------------------
@@ -140,21 +171,29 @@ def _solve(costs: np.ndarray, sizes: np.ndarray, capacity: int, unit: int) -> li
 class _Problem:
     paths: tuple[str, ...]
     formats: tuple[str, ...]
-    costs: np.ndarray  # (layers, formats) KL of that layer alone in that format
+    costs: np.ndarray  # (layers, formats) KL of that layer alone in that format (by its best method)
     sizes: np.ndarray  # (layers, formats) bytes
     other_bytes: int
     params: int
+    best_methods: tuple[tuple[str, ...], ...] = ()  # [layer][format]: the method of that cost
 
     @classmethod
-    def from_report(cls, report: SensitivityReport) -> _Problem:
+    def from_report(cls, report: SensitivityReport, methods: tuple[str, ...] = DEFAULT_METHODS) -> _Problem:
         paths = tuple(i.path for i in report.layers)
         fmts = report.formats
-        costs = np.array([[report.row(p, f).kl for f in fmts] for p in paths], dtype=np.float64)
-        sizes = np.array([[report.row(p, f).bytes for f in fmts] for p in paths], dtype=np.float64)
+        # (layers, formats, methods); a format's size is the same whatever the method, so the
+        # (format, method) knapsack is the format knapsack over each pair's least-KL method.
+        # ``methods`` is in METHODS' order, RTN first, so argmin's ties go to the cheaper method.
+        kl = [[[report.row(p, f, m).kl for m in methods] for f in fmts] for p in paths]
+        by_method = np.array(kl, dtype=np.float64).reshape(len(paths), len(fmts), len(methods))
+        pick = np.argmin(by_method, axis=2)
+        costs = np.take_along_axis(by_method, pick[..., None], axis=2)[..., 0]
+        best = tuple(tuple(methods[int(k)] for k in row) for row in pick)
+        sizes = np.array([[report.row(p, f, methods[0]).bytes for f in fmts] for p in paths], dtype=np.float64)
         # A whisker of size in the cost so equal-KL ties go to the smaller format.
         costs = costs + 1e-9 * sizes / max(1.0, sizes.max())
         params = sum(i.params for i in report.layers) + report.other_params
-        return cls(paths, fmts, costs, sizes, report.other_bytes, params)
+        return cls(paths, fmts, costs, sizes, report.other_bytes, params, best)
 
     def total_bytes(self, choice: list[int]) -> int:
         return int(sum(self.sizes[i, c] for i, c in enumerate(choice))) + self.other_bytes
@@ -164,6 +203,9 @@ class _Problem:
 
     def assignment(self, choice: list[int]) -> tuple[tuple[str, str], ...]:
         return tuple((p, self.formats[c]) for p, c in zip(self.paths, choice, strict=True))
+
+    def methods(self, choice: list[int]) -> tuple[tuple[str, str], ...]:
+        return tuple((p, self.best_methods[i][c]) for i, (p, c) in enumerate(zip(self.paths, choice, strict=True)))
 
     def solve(self, total_bytes: float) -> list[int] | None:
         capacity = total_bytes - self.other_bytes
@@ -191,10 +233,35 @@ def recipe_for(assignment, name: str, fold_bn: bool, scale_dtype: str) -> Recipe
     return Recipe(name, default, overrides=specs, fold_bn=fold_bn, scale_dtype=scale_dtype)
 
 
-def build_variant(bundle, recipe: Recipe):
-    """A quantized copy of ``bundle`` (the bundle itself is untouched)."""
+def build_variant(
+    bundle,
+    recipe: Recipe,
+    methods: tuple[tuple[str, str], ...] = (),
+    calibration: LabelledImages | None = None,
+    settings: MethodSettings | None = None,
+    should_stop: Callable[[], bool] | None = None,
+):
+    """A quantized copy of ``bundle`` (the bundle itself is untouched).
+
+    ``methods``: (layer, method) pairs; when any is calibrated, the layers are quantized in one
+    sequential ``quantize_with_method`` pass on ``calibration``'s images, each by its method.
+    """
     work = bundle.clone()
-    work.quantization = quantize_model(work.model, recipe, input_shape=bundle.input_shape())
+    if any(m != "rtn" for _, m in methods):
+        if calibration is None:
+            raise UserError("calibrated methods need calibration images")
+        work.quantization, _ = quantize_with_method(
+            work.model,
+            recipe,
+            dict(methods),
+            calibration.x,
+            calibration.name,
+            settings,
+            should_stop=should_stop,
+            input_shape=bundle.input_shape(),
+        )
+    else:
+        work.quantization = quantize_model(work.model, recipe, input_shape=bundle.input_shape())
     return work
 
 
@@ -213,8 +280,10 @@ def autoquant(
     on_step: Callable[[TraceStep], None] | None = None,
     report: SensitivityReport | None = None,
     sensitivity: str = "exact",
+    methods: tuple[str, ...] = DEFAULT_METHODS,
+    method_settings: MethodSettings | None = None,
 ) -> AutoquantResult:
-    """Search per-layer formats for the smallest model that meets ``budget``.
+    """Search per-layer formats (and methods) for the smallest model that meets ``budget``.
 
     Args:
         bundle: a float ModelBundle (not modified).
@@ -224,13 +293,18 @@ def autoquant(
             the calibration images).
         candidates: the formats a layer may take (format names).
         group_size: for intN candidates that carry none (default 64).
-        report: a sensitivity report to reuse (same candidates), skipping step 1.
+        report: a sensitivity report to reuse (same candidates, at least ``methods``), skipping step 1.
         sensitivity: "exact" (every layer alone in every format, run over the calibration
             images) or "fisher" (predicted from the Fisher information, ``fisher.py``: a few
             forward-equivalents whatever the number of layers and formats).
+        methods: how a layer's codes may be chosen (names of METHODS); more than RTN makes each
+            layer's options (format, method) pairs, which needs ``sensitivity="exact"``. The
+            calibrated methods calibrate on ``calibration``'s images.
+        method_settings: the calibrated methods' settings (default MethodSettings()).
 
     Raises:
-        UserError: impossible budget (smaller than the smallest assignment) or bad candidates.
+        UserError: impossible budget (smaller than the smallest assignment), bad candidates or
+            methods, or Fisher sensitivity with a calibrated method.
         Cancelled: should_stop() turned true.
     """
     t0 = time.perf_counter()
@@ -245,12 +319,35 @@ def autoquant(
 
         return report_
 
-    if report is None or set(report.formats) != {s.name() for s in specs}:
+    methods = ordered_methods(methods)
+    if not methods:
+        raise UserError("autoquant needs at least one method")
+    calibrated = methods != DEFAULT_METHODS
+    # A report is reused when it has the candidates' rows for every method (it may have more methods).
+    stale = (
+        report is None or set(report.formats) != {s.name() for s in specs} or not set(methods) <= set(report.methods)
+    )
+    if stale:
         if sensitivity not in SENSITIVITY_MODES:
             raise UserError(f"sensitivity must be one of {', '.join(SENSITIVITY_MODES)}, not '{sensitivity}'")
-        analyze = analyze_sensitivity_fisher if sensitivity == "fisher" else analyze_sensitivity
-        report = analyze(bundle, specs, calibration, fold_bn, scale_dtype, batch_size, stage(0.0, 0.7), should_stop)
-    problem = _Problem.from_report(report)
+        if calibrated and sensitivity == "fisher":
+            # KL ~ 1/2 sum F_ii dw_i^2 has no cross terms, and on RTN's grid rounding to nearest
+            # minimises every |dw_i|: the diagonal would rank RTN first by construction.
+            raise UserError(
+                "Fisher sensitivity cannot rank methods: it predicts a layer's KL from the diagonal of the "
+                "Fisher information, under which round to nearest is best by construction (GPTQ and AdaRound "
+                "win through the correlations between weights that a diagonal ignores); "
+                f"use exact sensitivity with methods {', '.join(methods)}"
+            )
+        if calibrated:
+            report = analyze_sensitivity_methods(
+                bundle, specs, methods, calibration, fold_bn, scale_dtype, batch_size, stage(0.0, 0.7),
+                should_stop, settings=method_settings,
+            )  # fmt: skip
+        else:
+            analyze = analyze_sensitivity_fisher if sensitivity == "fisher" else analyze_sensitivity
+            report = analyze(bundle, specs, calibration, fold_bn, scale_dtype, batch_size, stage(0.0, 0.7), should_stop)
+    problem = _Problem.from_report(report, methods)
     validation = validation or calibration
     ref_cal = logits_of(bundle.model, calibration.x, batch_size, should_stop)
     ref_val = ref_cal if validation is calibration else logits_of(bundle.model, validation.x, batch_size, should_stop)
@@ -272,8 +369,9 @@ def autoquant(
             if on_step is not None:
                 on_step(step)
             return step
-        assignment = problem.assignment(choice)
-        variant = build_variant(bundle, recipe_for(assignment, "probe", fold_bn, scale_dtype))
+        assignment, layer_methods = problem.assignment(choice), problem.methods(choice)
+        recipe = recipe_for(assignment, "probe", fold_bn, scale_dtype)
+        variant = build_variant(bundle, recipe, layer_methods, calibration, method_settings, should_stop)
         cal = OutputChange.between(ref_cal, logits_of(variant.model, calibration.x, batch_size, should_stop))
         acc = None
         if budget.kind == "drop" or action == "chosen":
@@ -291,6 +389,7 @@ def autoquant(
             accuracy=acc,
             meets=meets_fn(nbytes, acc) if meets_fn else None,
             assignment=assignment,
+            methods=layer_methods,
         )
         trace.append(step)
         measured[tuple(choice)] = step
@@ -353,6 +452,7 @@ def autoquant(
         trace=tuple(trace),
         sensitivity=report,
         seconds=time.perf_counter() - t0,
+        methods=problem.methods(choice),
     )
 
 

@@ -40,6 +40,7 @@ class LayerSensitivity:
     kl: float
     flip_rate: float
     accuracy: float | None
+    method: str = "rtn"  # how the layer's codes were chosen (``engine.image.quant.methods``)
 
 
 @dataclass(frozen=True)
@@ -55,15 +56,16 @@ class SensitivityReport:
     rows: tuple[LayerSensitivity, ...]
     folded: tuple[tuple[str, str], ...]
     seconds: float
+    methods: tuple[str, ...] = ("rtn",)  # every (layer, format) has one row per method
 
-    def row(self, path: str, fmt: str) -> LayerSensitivity:
+    def row(self, path: str, fmt: str, method: str = "rtn") -> LayerSensitivity:
         for r in self.rows:
-            if r.path == path and r.format == fmt:
+            if r.path == path and r.format == fmt and r.method == method:
                 return r
-        raise KeyError((path, fmt))
+        raise KeyError((path, fmt, method))
 
-    def for_format(self, fmt: str) -> list[LayerSensitivity]:
-        return [r for r in self.rows if r.format == fmt]
+    def for_format(self, fmt: str, method: str = "rtn") -> list[LayerSensitivity]:
+        return [r for r in self.rows if r.format == fmt and r.method == method]
 
 
 CSV_HEADER = [
@@ -81,18 +83,23 @@ CSV_HEADER = [
 
 
 def write_sensitivity_csv(path: str | Path, report: SensitivityReport) -> Path:
-    """One row per (layer, format): raw values, accuracy drop in percentage points against float."""
+    """One row per (layer, format[, method]): raw values, accuracy drop in percentage points against float.
+
+    A report over more methods than RTN gets a last column, ``method``.
+    """
 
     def drop(r):
         if r.accuracy is None or report.float_accuracy is None:
             return None
         return 100.0 * (report.float_accuracy - r.accuracy)
 
+    extra = report.methods != ("rtn",)
     rows = (
         [r.path, r.kind, r.params, r.format, r.bytes, r.float_bytes, r.kl, r.flip_rate, r.accuracy, drop(r)]
+        + ([r.method] if extra else [])
         for r in report.rows
     )
-    return write_csv(path, CSV_HEADER, rows)
+    return write_csv(path, CSV_HEADER + (["method"] if extra else []), rows)
 
 
 def analyze_sensitivity(
@@ -163,7 +170,9 @@ def analyze_sensitivity(
     return finished_report(bundle, images, specs, float_acc, model, layers, rows, folded, t0)
 
 
-def finished_report(bundle, images, specs, float_acc, model, layers, rows, folded, t0: float) -> SensitivityReport:
+def finished_report(
+    bundle, images, specs, float_acc, model, layers, rows, folded, t0: float, methods: tuple[str, ...] = ("rtn",)
+) -> SensitivityReport:
     """The report of a finished analysis (exact or Fisher): rows plus the weights no row covers."""
     other_bytes, other_params = other_weights(model, layers)
     return SensitivityReport(
@@ -178,4 +187,5 @@ def finished_report(bundle, images, specs, float_acc, model, layers, rows, folde
         rows=tuple(rows),
         folded=tuple(tuple(p) for p in folded),
         seconds=time.perf_counter() - t0,
+        methods=tuple(methods),
     )

@@ -50,14 +50,41 @@ def rtn_matrix(w: np.ndarray, group_size: int, bits: int, scale_dtype: str) -> Q
     return QuantizedMatrix(q.astype(np.int64), s[:, ::group_size], b[:, ::group_size], dequantize(q, s, b))
 
 
-def _dampened(w: np.ndarray, h: np.ndarray, damp: float) -> tuple[np.ndarray, np.ndarray]:
-    """float64 copies; columns no input reaches (zero diagonal) get weight 0 and a unit diagonal."""
-    w, h = np.array(w, dtype=np.float64), np.array(h, dtype=np.float64)
+@dataclass(frozen=True)
+class PreparedHessian:
+    """What GPTQ derives from a Hessian alone, whatever the format: reusable across formats.
+
+    For a matrix: ``h`` dampened (cols, cols), ``dead`` columns, the column order ``perm`` and the
+    upper Cholesky factor ``u`` of the permuted inverse. For a depthwise kernel: ``h`` is the
+    dampened diagonal (channels, taps), ``dead`` its zero entries, ``u`` (channels, taps, taps).
+    """
+
+    h: np.ndarray
+    dead: np.ndarray
+    perm: np.ndarray | None
+    u: np.ndarray
+
+
+def prepare_hessian(hessian: np.ndarray, damp: float = DEFAULT_DAMP, act_order: bool = False) -> PreparedHessian:
+    """``gptq_matrix``'s Hessian work, once for any number of formats of the same layer."""
+    h = np.array(hessian, dtype=np.float64)
     dead = np.diag(h) == 0
     h[dead, dead] = 1.0
-    w[:, dead] = 0.0
     h[np.diag_indices_from(h)] += damp * float(np.mean(np.diag(h)))
-    return w, h
+    perm = np.argsort(-np.diag(h), kind="stable") if act_order else np.arange(h.shape[0])
+    return PreparedHessian(h, dead, perm, inverse_cholesky_upper(h[np.ix_(perm, perm)]))
+
+
+def prepare_depthwise_hessians(hessians: np.ndarray, damp: float = DEFAULT_DAMP) -> PreparedHessian:
+    """``gptq_depthwise``'s Hessian work, once for any number of formats of the same layer."""
+    h = np.array(hessians, dtype=np.float64)
+    taps = h.shape[-1]
+    diag = np.diagonal(h, axis1=1, axis2=2).copy()  # (channels, taps)
+    dead = diag == 0
+    diag[dead] = 1.0
+    diag += damp * diag.mean(axis=1, keepdims=True)
+    h[:, np.arange(taps), np.arange(taps)] = diag
+    return PreparedHessian(diag, dead, None, inverse_cholesky_upper(h))
 
 
 def inverse_cholesky_upper(h: np.ndarray) -> np.ndarray:
@@ -79,6 +106,7 @@ def gptq_matrix(
     block_size: int = BLOCK_SIZE,
     should_stop: Callable[[], bool] | None = None,
     clip_search: bool = False,
+    prepared: PreparedHessian | None = None,
 ) -> QuantizedMatrix:
     """GPTQ of a (rows, cols) matrix grouped along cols.
 
@@ -93,14 +121,19 @@ def gptq_matrix(
         should_stop: polled between blocks.
         clip_search: choose each group's range by ``searched_group_params`` (squared error
             weighted by the Hessian diagonal) instead of its min/max.
+        prepared: ``prepare_hessian(hessian, damp, act_order)`` computed before (then
+            ``hessian``, ``damp`` and ``act_order`` are not read again).
 
     Raises:
         Cancelled: should_stop() turned true.
     """
     rows, cols = w.shape
-    w, h = _dampened(w, hessian, damp)
-    perm = np.argsort(-np.diag(h), kind="stable") if act_order else np.arange(cols)
-    diag = np.diag(h).copy()
+    prepared = prepared or prepare_hessian(hessian, damp, act_order)
+    # Columns no input reaches (zero diagonal) get weight 0 and a unit diagonal.
+    w = np.array(w, dtype=np.float64)
+    w[:, prepared.dead] = 0.0
+    perm, u = prepared.perm, prepared.u
+    diag = np.diag(prepared.h).copy()
 
     def params(block: np.ndarray, first: int) -> tuple[np.ndarray, np.ndarray]:
         if not clip_search:
@@ -108,8 +141,7 @@ def gptq_matrix(
         return searched_group_params(block, group_size, bits, scale_dtype, diag[first : first + block.shape[1]])
 
     static = params(w, 0) if act_order else None
-    w, h = w[:, perm], h[np.ix_(perm, perm)]
-    u = inverse_cholesky_upper(h)
+    w = w[:, perm]
     block_size = -(-block_size // group_size) * group_size
     codes = np.zeros((rows, cols), np.int64)
     scales = np.zeros((rows, cols // group_size), np.float32)
@@ -147,6 +179,7 @@ def gptq_depthwise(
     damp: float = DEFAULT_DAMP,
     should_stop: Callable[[], bool] | None = None,
     clip_search: bool = False,
+    prepared: PreparedHessian | None = None,
 ) -> QuantizedMatrix:
     """GPTQ of a depthwise kernel stored as (taps, channels), grouped across channels.
 
@@ -154,19 +187,16 @@ def gptq_depthwise(
         w: (taps, channels) float weights; channels a multiple of ``group_size``.
         hessians: (channels, taps, taps): each channel's ``sum x x^T`` over its own patches.
         clip_search: as for ``gptq_matrix`` (each channel's weight by its own Hessian diagonal).
+        prepared: ``prepare_depthwise_hessians(hessians, damp)`` computed before.
 
     Raises:
         Cancelled: should_stop() turned true.
     """
     taps, channels = w.shape
-    v, h = np.array(w.T, dtype=np.float64), np.array(hessians, dtype=np.float64)
-    diag = np.diagonal(h, axis1=1, axis2=2).copy()  # (channels, taps)
-    dead = diag == 0
-    v[dead] = 0.0
-    diag[dead] = 1.0
-    diag += damp * diag.mean(axis=1, keepdims=True)
-    h[:, np.arange(taps), np.arange(taps)] = diag
-    u = inverse_cholesky_upper(h)
+    prepared = prepared or prepare_depthwise_hessians(hessians, damp)
+    v = np.array(w.T, dtype=np.float64)
+    v[prepared.dead] = 0.0
+    diag, u = prepared.h, prepared.u
     codes = np.zeros((taps, channels), np.int64)
     scales = np.zeros((taps, channels // group_size), np.float32)
     biases = np.zeros_like(scales)

@@ -9,6 +9,10 @@ method loads and runs like an RTN one.
 
 Falls back to RTN, and says so in the report, for layers a method does not cover: the
 float-scaled formats (mxfp4, mxfp8, nvfp4) and grouped (non-depthwise) convolutions.
+
+The method may also be chosen per layer ({layer path: method}, as autoquant's (format,
+method) search does): the same one pass, RTN layers rounded to nearest in their turn, and
+the config's ``method`` entry maps each quantized layer to its method under ``layers``.
 """
 
 from __future__ import annotations
@@ -16,7 +20,7 @@ from __future__ import annotations
 import resource
 import sys
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 
 import mlx.core as mx
@@ -32,8 +36,15 @@ from engine.image.quant.layers import conv_matrix, depthwise_matrix
 from engine.image.quant.methods.adaround import DEFAULT_ITERS, DEFAULT_LAMBDA, adaround_matrix
 from engine.image.quant.methods.affine import triple
 from engine.image.quant.methods.bias_correction import corrected_bias
-from engine.image.quant.methods.capture import layer_stats, output_means
-from engine.image.quant.methods.gptq import DEFAULT_DAMP, gptq_depthwise, gptq_matrix, rtn_matrix
+from engine.image.quant.methods.capture import LayerStats, layer_stats, output_means
+from engine.image.quant.methods.gptq import (
+    DEFAULT_DAMP,
+    gptq_depthwise,
+    gptq_matrix,
+    prepare_depthwise_hessians,
+    prepare_hessian,
+    rtn_matrix,
+)
 from engine.image.quant.methods.names import DEFAULT_CALIB_SIZE, DEFAULT_METHOD, METHODS  # noqa: F401
 from engine.image.quant.recipes import Recipe
 from engine.image.quant.sizing import matrix_shape, padded_dims
@@ -71,9 +82,12 @@ class MethodReport:
     rtn_layers: tuple[str, ...] = ()  # layers the method does not cover, rounded to nearest
     bias_added: tuple[str, ...] = ()  # layers that got a bias from bias correction
     settings: dict = field(default_factory=dict)
+    # Per-layer methods (autoquant's choice): {layer path: method} for every quantized layer; empty
+    # when one method was applied to the whole model. ``method`` is then PER_LAYER.
+    layer_methods: dict = field(default_factory=dict)
 
     def to_dict(self) -> dict:
-        return {
+        out = {
             "name": self.method,
             "calibration": self.calib_name,
             "calibration_size": self.calib_size,
@@ -83,6 +97,12 @@ class MethodReport:
             "bias_added": list(self.bias_added),
             "settings": self.settings,
         }
+        if self.layer_methods:
+            out["layers"] = dict(self.layer_methods)
+        return out
+
+
+PER_LAYER = "per-layer"  # the report's and config's method name when each layer has its own
 
 
 def check_method(method: str) -> str:
@@ -132,8 +152,8 @@ def _covered(module: nn.Module, kind: str, entry: dict) -> bool:
 def quantize_with_method(
     model: nn.Module,
     recipe: Recipe,
-    method: str,
-    calib_x: np.ndarray,
+    method: str | Mapping[str, str],
+    calib_x: np.ndarray | None,
     calib_name: str = "calibration",
     settings: MethodSettings | None = None,
     progress: Callable[[float, str], None] | None = None,
@@ -145,8 +165,11 @@ def quantize_with_method(
     Args:
         model: a float model (parameters evaluated, eval mode).
         recipe: the storage plan (which format each layer gets).
-        method: one of METHODS other than 'rtn'.
-        calib_x: preprocessed NHWC calibration images (labels are never needed).
+        method: one of METHODS other than 'rtn' for the whole model, or a per-layer choice
+            {layer path: method} (layers not in it are rounded to nearest). Per-layer RTN layers
+            are rounded in the same sequential pass, so later calibrated layers see them quantized.
+        calib_x: preprocessed NHWC calibration images (labels are never needed); may be None
+            only when no layer has a calibrated method.
         calib_name: the calibration set's name, for the config and the report.
         settings: the methods' settings (defaults: MethodSettings()).
         progress: called with (fraction, message) per layer.
@@ -154,23 +177,35 @@ def quantize_with_method(
         input_shape: (H, W, C) of one input, for the execution order and BatchNorm folding.
 
     Returns:
-        (the quantization config, as ``quantize_model``'s plus a ``method`` entry; the report).
+        (the quantization config, as ``quantize_model``'s plus a ``method`` entry, which for a
+        per-layer choice maps each quantized layer to its method under ``layers``; the report).
 
     Raises:
         UserError: unknown method or no calibration images.
         Cancelled: should_stop() turned true.
     """
-    check_method(method)
-    if method == "rtn":
-        raise UserError("method 'rtn' needs no calibration: use quantize_model")
-    if calib_x is None or len(calib_x) == 0:
-        raise UserError(f"method '{method}' needs calibration images; none were given")
+    per_layer = not isinstance(method, str)
+    if per_layer:
+        choice = {path: check_method(m) for path, m in method.items()}
+        calibrated = sorted({m for m in choice.values() if m != "rtn"})
+        name = PER_LAYER
+    else:
+        check_method(method)
+        if method == "rtn":
+            raise UserError("method 'rtn' needs no calibration: use quantize_model")
+        choice, calibrated, name = {}, [method], method
+    if calibrated and (calib_x is None or len(calib_x) == 0):
+        raise UserError(f"method '{calibrated[0]}' needs calibration images; none were given")
+
+    def method_of(path: str) -> str:
+        return choice.get(path, "rtn") if per_layer else method
+
     settings = settings or MethodSettings()
     stop = should_stop or (lambda: False)
     t0 = time.perf_counter()
     rss0 = _rss_bytes()
     mx.reset_peak_memory()
-    calib_x = np.asarray(calib_x, dtype=np.float32)
+    calib_x = np.asarray(calib_x if calib_x is not None else np.zeros((0,)), dtype=np.float32)
 
     folded = folded_pairs(model)
     layers = quantizable_layers(model, input_shape)
@@ -180,13 +215,13 @@ def quantize_with_method(
         layers = quantizable_layers(model, input_shape)
         plan = recipe.plan(layers)
     modules = dict(model.named_modules())
-    correct = method.endswith("+bc")
-    quantized_paths = [info.path for info in layers if plan[info.path].quantized]
-    float_means = output_means(model, quantized_paths, calib_x, settings.batch_size, stop) if correct else {}
+    corrected = [i.path for i in layers if plan[i.path].quantized and method_of(i.path).endswith("+bc")]
+    float_means = output_means(model, corrected, calib_x, settings.batch_size, stop) if corrected else {}
 
     entries: dict[str, dict] = {}
     float_layers: dict[str, str] = {}
     rtn_layers, bias_added = [], []
+    chosen: dict[str, str] = {}
     for i, info in enumerate(layers):
         if stop():
             raise Cancelled()
@@ -203,23 +238,29 @@ def quantize_with_method(
             float_layers[info.path] = entry["dtype"]
             entries[info.path] = entry
             continue
-        if _covered(module, info.kind, entry):
-            added = _apply_to_layer(model, module, new, info.path, info.kind, entry, method, calib_x, settings,
-                                    recipe.scale_dtype, float_means.get(info.path), stop)  # fmt: skip
+        layer_method = method_of(info.path)
+        if layer_method == "rtn":
+            pass  # chosen, not a fallback: rounded to nearest in this same pass
+        elif _covered(module, info.kind, entry):
+            stats = layer_stats(model, info.path, info.kind, calib_x, settings.batch_size, stop)
+            added = set_method_codes(module, new, info.path, info.kind, entry, layer_method, stats, settings,
+                                     recipe.scale_dtype, float_means.get(info.path), stop)  # fmt: skip
             if added:
                 entry["bias"] = True
                 bias_added.append(info.path)
         else:
             rtn_layers.append(info.path)
+            layer_method = "rtn"
+        chosen[info.path] = layer_method
         mx.eval(new.parameters())
         replace_modules(model, {info.path: new})
         entries[info.path] = entry
         if progress is not None:
-            progress((i + 1) / len(layers), f"{info.path}: {LayerSpec.from_dict(entry).label()} ({method})")
+            progress((i + 1) / len(layers), f"{info.path}: {LayerSpec.from_dict(entry).label()} ({layer_method})")
     _cast_float_params(model, recipe.float_dtype, float_layers)
     mx.eval(model.parameters())
     report = MethodReport(
-        method,
+        name,
         calib_name,
         int(len(calib_x)),
         time.perf_counter() - t0,
@@ -227,6 +268,7 @@ def quantize_with_method(
         tuple(rtn_layers),
         tuple(bias_added),
         settings.to_dict(),
+        chosen if per_layer else {},
     )
     qconfig = {
         "recipe": recipe.to_dict(),
@@ -240,20 +282,46 @@ def quantize_with_method(
     return qconfig, report
 
 
-def _apply_to_layer(model, module, new, path, kind, entry, method, calib_x, settings, scale_dtype, float_mean, stop):
-    """Replace ``new``'s RTN codes by the method's; returns True when bias correction added a bias."""
+def set_method_codes(
+    module: nn.Module,
+    new: nn.Module,
+    path: str,
+    kind: str,
+    entry: dict,
+    method: str,
+    stats: LayerStats,
+    settings: MethodSettings,
+    scale_dtype: str,
+    float_mean: np.ndarray | None,
+    stop: Callable[[], bool],
+    cache: dict | None = None,
+) -> bool:
+    """Replace ``new``'s RTN codes (``module`` quantized as ``entry``) by ``method``'s, in place.
+
+    ``stats`` are the layer's input statistics (``layer_stats``), ``float_mean`` the float
+    model's mean output of the layer (bias correction; None: no correction). ``cache``: a dict
+    kept across calls for the same layer and the same ``stats`` (several formats), where GPTQ
+    keeps its Hessian work.
+    Returns True when bias correction added a bias the layer did not have.
+    """
     gs, bits = entry["group_size"], entry["bits"]
-    stats = layer_stats(model, path, kind, calib_x, settings.batch_size, stop)
     w = _layer_matrix(module, kind)
     rows, cols = w.shape
     _, cols_p = padded_dims(rows, cols, gs, "affine")
     w_p, h_p = _padded(w, stats.hessian, kind, cols_p)
     if method.startswith("gptq"):
+        cache = {} if cache is None else cache
+        key = ("gptq", cols_p)
         if kind == "depthwise":
-            qm = gptq_depthwise(w_p, h_p, gs, bits, scale_dtype, settings.damp, stop, settings.gptq_clip_search)
+            if key not in cache:
+                cache[key] = prepare_depthwise_hessians(h_p, settings.damp)
+            qm = gptq_depthwise(w_p, h_p, gs, bits, scale_dtype, settings.damp, stop, settings.gptq_clip_search,
+                                cache[key])  # fmt: skip
         else:
+            if key not in cache:
+                cache[key] = prepare_hessian(h_p, settings.damp, settings.act_order)
             qm = gptq_matrix(w_p, h_p, gs, bits, scale_dtype, settings.damp, settings.act_order, should_stop=stop,
-                             clip_search=settings.gptq_clip_search)  # fmt: skip
+                             clip_search=settings.gptq_clip_search, prepared=cache[key])  # fmt: skip
     elif method.startswith("adaround"):
         qm = adaround_matrix(w_p, h_p, gs, bits, scale_dtype, settings.adaround_iters, settings.adaround_lambda,
                              settings.adaround_lr, stop, settings.adaround_clip_search)  # fmt: skip
