@@ -285,7 +285,7 @@ def tiny_mobilenet():
     return model, cfg
 
 
-@pytest.mark.parametrize("method", ["gptq", "gptq+bc", "adaround"])
+@pytest.mark.parametrize("method", ["gptq", "gptq+bc", "adaround", "adaround+bc"])
 def test_every_layer_of_a_method_model_is_on_its_grid_and_reloads(method):
     from engine.image.models import registry
 
@@ -335,7 +335,7 @@ def test_unknown_method_missing_calibration_and_cancel():
         quantize_with_method(
             build(OneLinear), resolve_recipe("int4"), "gptq", correlated(8, 128), should_stop=lambda: True
         )
-    assert set(METHODS) == {"rtn", "gptq", "gptq+bc", "adaround"}
+    assert set(METHODS) == {"rtn", "gptq", "gptq+bc", "adaround", "adaround+bc"}
 
 
 def test_mixed_recipe_and_float_scaled_formats_fall_back_to_rtn_and_say_so():

@@ -48,7 +48,7 @@ def test_language_model_gets_mlx_lm_methods_with_text_calibration(window, qtbot,
         return [tab.method.method.itemText(i) for i in range(tab.method.method.count())]
 
     tab.set_source(str(DEFAULT_MODEL_DIR.resolve()))
-    assert offered() == ["rtn", "gptq", "gptq+bc", "adaround"]
+    assert offered() == ["rtn", "gptq", "gptq+bc", "adaround", "adaround+bc"]
     assert tab.method.calib_size.value() == 128 and tab.method.calib_size.suffix() == " images"
     tab.method.method.setCurrentText("gptq")
     tab.set_source(str(DEFAULT_LM_DIR.resolve()))

@@ -5,6 +5,7 @@ METHODS = {
     "gptq": "second-order rounding with error feedback (GPTQ), sequential over layers",
     "gptq+bc": "GPTQ, then bias correction of each layer's mean output",
     "adaround": "learned rounding (AdaRound, MLX autograd), sequential over layers",
+    "adaround+bc": "AdaRound, then bias correction of each layer's mean output",
 }
 DEFAULT_METHOD = "rtn"
 DEFAULT_CALIB_SIZE = 128

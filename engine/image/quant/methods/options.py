@@ -11,10 +11,11 @@ from engine.image.quant.methods.names import DEFAULT_CALIB_SIZE, DEFAULT_METHOD,
 LM_ONLY = ("awq", "dwq")  # language models: mlx-lm's AWQ, DWQ (and GPTQ), see engine.llm.methods
 METHOD_HELP = (
     "how codes are chosen: rtn (round to nearest, no calibration, default), gptq (second-order rounding "
-    "with error feedback), gptq+bc (GPTQ then bias correction), adaround (learned rounding; slowest); "
+    "with error feedback), gptq+bc (GPTQ then bias correction), adaround (learned rounding; slowest), "
+    "adaround+bc (AdaRound then bias correction); "
     "language models: gptq, awq or dwq (mlx-lm's, --calib a text file, --calib-size chunks; dwq trains "
     "100 steps, minutes). "
-    "Cost on the bench's MobileNetV2 (2 CPU cores, 128 images): see docs/readme/methods.md"
+    "Cost on the bench's models (2 CPU cores, 128 images): README, Quantization methods"
 )
 
 
