@@ -51,6 +51,7 @@ def main() -> int:
     from engine.llm.quantize import quantize_language_model
 
     work = Path(args.work or tempfile.mkdtemp(prefix="lm-methods-"))
+    work.mkdir(parents=True, exist_ok=True)
     words = (ROOT / "resources" / "data" / "moby_dick_heldout.txt").read_text(encoding="utf-8").split(" ")
     calib, score = work / "calib.txt", work / "score.txt"
     calib.write_text(" ".join(words[: len(words) // 2]), encoding="utf-8")
