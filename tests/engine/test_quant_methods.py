@@ -259,6 +259,27 @@ def test_gptq_with_searched_ranges_stays_on_its_grid():
     assert got.codes.min() >= 0 and got.codes.max() <= 7
 
 
+def test_adaround_low_rank_error_equals_the_full_hessian_form(monkeypatch):
+    """A deep layer's H has rank <= its calibration patches; ||dW L||^2 is the same error for less work."""
+    import engine.image.quant.methods.adaround as ada
+
+    rng = np.random.default_rng(9)
+    x = correlated(96, 512)  # 96 patches, 512 inputs: rank 96
+    h = x.astype(np.float64).T @ x
+    factor = ada.low_rank_factor(h)
+    assert factor is not None and factor.shape == (512, 96)
+    delta = rng.standard_normal((16, 512))
+    full = np.einsum("ij,jk,ik->", delta, h, delta)
+    np.testing.assert_allclose(np.sum((delta @ factor) ** 2), full, rtol=1e-6)
+    assert ada.low_rank_factor(correlated(2000, 64).T @ correlated(2000, 64)) is None  # full rank: no gain
+
+    w = rng.standard_normal((16, 512)).astype(np.float32)
+    fast = adaround_matrix(w, h, 32, 3, "float32", iters=60)
+    monkeypatch.setattr(ada, "low_rank_factor", lambda h: None)  # the full-Hessian path
+    slow = adaround_matrix(w, h, 32, 3, "float32", iters=60)
+    assert np.mean(fast.codes == slow.codes) > 0.99  # same optimisation, float32 rounding apart
+
+
 def test_adaround_matrix_codes_are_floor_or_ceil():
     rng = np.random.default_rng(4)
     w = rng.standard_normal((8, 64)).astype(np.float32)
