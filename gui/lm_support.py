@@ -62,7 +62,7 @@ def quantize_job(path: str, recipe: str, group_size: int | None) -> QuantizeLang
     return QuantizeLanguageModelJob(path, recipe, None, group_size)
 
 
-def method_job(path: str, recipe: str, group_size: int | None, method: str, text: str | None, chunks: int):
+def method_job(path: str, recipe: str, group_size: int | None, method: str, text: str | None, chunks: int | None):
     """mlx-lm's GPTQ/AWQ/DWQ on ``text``; raises UserError for what they cannot do (said before anything runs)."""
     if not text:
         raise UserError(f"{method} needs calibration text: give a UTF-8 text file in the calibration field")

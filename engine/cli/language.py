@@ -201,14 +201,14 @@ def _quantize_with_method(args) -> int:
     """``quantize --model LM --recipe intN --method gptq|awq --calib TEXT [--calib-size N]`` (prints one line)."""
     from engine.image.quant.formats import parse_spec
     from engine.jobs.language import QuantizeLMMethodJob
-    from engine.llm.methods import DEFAULT_SAMPLES, DWQ_LEARNING_RATE, DWQ_STEPS
+    from engine.llm.methods import DWQ_LEARNING_RATE, DWQ_STEPS
 
     spec = parse_spec(args.recipe, args.group_size)
     if spec.mode != "affine":
         raise UserError(f"--method {args.method} on a language model takes an affine recipe (int2 ... int8)")
     if not args.calib:
         raise UserError(f"--method {args.method} needs --calib TEXT (any UTF-8 text file)")
-    samples = args.calib_size if args.calib_size else DEFAULT_SAMPLES
+    samples = args.calib_size or None  # None: the method's default (DWQ: one fresh chunk per row)
     dwq = {"dwq_steps": args.dwq_steps or DWQ_STEPS, "dwq_learning_rate": args.dwq_learning_rate or DWQ_LEARNING_RATE}
     if args.method != "dwq" and (args.dwq_steps or args.dwq_learning_rate):
         raise UserError(f"--dwq-steps and --dwq-learning-rate are options of --method dwq, not {args.method}")

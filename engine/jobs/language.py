@@ -19,7 +19,6 @@ from engine.llm.detect import DEFAULT_TEXT, resolve_lm_spec
 from engine.llm.generate import GenerationResult, GenerationSettings, generate_text
 from engine.llm.loader import LanguageModelCard, load_language_model
 from engine.llm.methods import (
-    DEFAULT_SAMPLES,
     DEFAULT_SEQUENCE_LENGTH,
     DWQ_LEARNING_RATE,
     DWQ_STEPS,
@@ -310,7 +309,7 @@ class QuantizeLMMethodJob:
     out: str | None  # None: the app's variants folder (replaced if the app wrote it)
     bits: int = 4
     group_size: int = 64
-    samples: int = DEFAULT_SAMPLES
+    samples: int | None = None  # None: the method's default (quantize_lm_with_method)
     sequence_length: int = DEFAULT_SEQUENCE_LENGTH
     store: bool = True
     overwrite: bool = False

@@ -34,8 +34,9 @@ class MethodOffer:
     calib_hint: str  # what the calibration field takes
     calib_placeholder: str  # shown in the empty field: the default, or what is required
     calib_required: bool  # no default calibration data exists
-    calib_size: int  # default count
+    calib_size: int  # default count; 0: the method decides ("auto")
     calib_unit: str  # "images", "chunks"
+    auto_hint: str = ""  # what "auto" means, when calib_size is 0
 
 
 class ModelKind(Protocol):

@@ -55,8 +55,9 @@ class LanguageKind:
         return (*format_names(), *MIXED_RECIPES)
 
     def methods(self) -> MethodOffer:
-        from engine.llm.methods import DEFAULT_SAMPLES, LM_METHOD_HELP
+        from engine.llm.methods import DEFAULT_SAMPLES, DWQ_BATCH_SIZE, DWQ_STEPS, LM_METHOD_HELP
 
         hint = "calibration text: any UTF-8 text file, cut into chunks of 256 tokens"
         offer = (("rtn", "round to nearest (no calibration)"), *LM_METHOD_HELP.items())
-        return MethodOffer(offer, hint, "text file (required)", True, DEFAULT_SAMPLES, "chunks")
+        auto = f"auto: {DEFAULT_SAMPLES} chunks for gptq/awq, {DWQ_STEPS * DWQ_BATCH_SIZE} for dwq (one per step's row)"
+        return MethodOffer(offer, hint, "text file (required)", True, 0, "chunks", auto)

@@ -131,7 +131,7 @@ def quantize_lm_with_method(
     text: str | Path,
     bits: int = 4,
     group_size: int = 64,
-    samples: int = DEFAULT_SAMPLES,
+    samples: int | None = None,
     sequence_length: int = DEFAULT_SEQUENCE_LENGTH,
     progress: Callable[[float, str], None] | None = None,
     should_stop: Callable[[], bool] | None = None,
@@ -140,6 +140,10 @@ def quantize_lm_with_method(
     dwq_learning_rate: float = DWQ_LEARNING_RATE,
 ) -> LMMethodResult:
     """Quantize a language model with mlx-lm's GPTQ, AWQ or DWQ on calibration text; save an mlx-lm folder.
+
+    ``samples`` chunks of ``sequence_length`` tokens calibrate (None: ``DEFAULT_SAMPLES`` for GPTQ and
+    AWQ; for DWQ one chunk per training row, ``dwq_steps x DWQ_BATCH_SIZE``, so that no chunk is seen
+    twice when the text has that many: repeating a few chunks overfits them, see the README).
 
     Raises:
         UserError: unknown method, unsupported bits/architecture, bad text, existing output.
@@ -158,6 +162,8 @@ def quantize_lm_with_method(
     lm = load_language_model(source)
     source_card = language_model_card(lm)
     config = copy.deepcopy(lm.config)
+    if samples is None:
+        samples = dwq_steps * DWQ_BATCH_SIZE if method == "dwq" else DEFAULT_SAMPLES
     data = calibration_tokens(lm, text, samples, sequence_length)
     report = progress or (lambda f, m: None)
     if method == "gptq":

@@ -43,10 +43,13 @@ class MethodPicker(QWidget):
         self.method.setCurrentIndex(max(0, i))
         self.calib.setPlaceholderText(offer.calib_placeholder)
         self.calib.setToolTip(offer.calib_hint)
+        self.calib_size.setMinimum(0 if offer.calib_size == 0 else 1)
+        self.calib_size.setSpecialValueText("auto" if offer.calib_size == 0 else "")
         if self.offer is None or self.offer.calib_size != offer.calib_size:
             self.calib_size.setValue(offer.calib_size)
         self.calib_size.setSuffix(f" {offer.calib_unit}")
-        self.calib_size.setToolTip(f"calibration {offer.calib_unit} to use; time grows about linearly with the count")
+        tip = f"calibration {offer.calib_unit} to use; time grows about linearly with the count"
+        self.calib_size.setToolTip(f"{tip}; {offer.auto_hint}" if offer.auto_hint else tip)
         self.offer = offer
         self._method_changed(self.method.currentText())
 
@@ -61,5 +64,5 @@ class MethodPicker(QWidget):
         return {
             "method": self.method.currentData(),
             "calib": self.calib.text().strip() or None,
-            "calib_size": int(self.calib_size.value()),
+            "calib_size": int(self.calib_size.value()) or None,  # 0 shows "auto": the method's default
         }

@@ -28,7 +28,7 @@ def test_each_kind_offers_the_methods_its_quantize_path_accepts():
     assert [m for m, _ in image.methods] == [check_method(m) for m, _ in image.methods]  # each one is accepted
     assert [m for m, _ in language.methods] == ["rtn", *LM_METHODS]
     assert not image.calib_required and image.calib_placeholder == "default-val"
-    assert language.calib_required and language.calib_unit == "chunks"
+    assert language.calib_required and language.calib_unit == "chunks" and language.calib_size == 0  # auto
 
 
 def test_a_hugging_face_image_classifier_folder_is_imported_not_opened(tmp_path):

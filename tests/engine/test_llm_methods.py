@@ -161,3 +161,12 @@ def test_cli_dwq_options_belong_to_dwq(tmp_path, texts, capsys):
                "--out", str(tmp_path / "b")])  # fmt: skip
     assert rc == 1 and "a language-model method" in capsys.readouterr().err
     assert not (tmp_path / "a").exists() and not (tmp_path / "b").exists()
+
+
+def test_dwq_calibrates_on_one_fresh_chunk_per_training_row_by_default(tmp_path, texts):
+    """Without a count DWQ takes steps x batch chunks, so no chunk is trained on twice (the text has enough)."""
+    from engine.llm.methods import DEFAULT_SAMPLES, DWQ_BATCH_SIZE
+
+    r = quantize_lm_with_method("default-lm", "dwq", tmp_path / "dwq", texts[0], 4, 64, None, 64, dwq_steps=3)
+    assert r.calib_samples == 3 * DWQ_BATCH_SIZE != DEFAULT_SAMPLES
+    assert json.loads((tmp_path / "dwq" / "config.json").read_text())["mqs"]["calibration_samples"] == 12

@@ -54,7 +54,8 @@ def test_language_model_gets_mlx_lm_methods_with_text_calibration(window, qtbot,
     tab.set_source(str(DEFAULT_LM_DIR.resolve()))
     assert offered() == ["rtn", "gptq", "awq", "dwq"]
     assert tab.method.method.currentText() == "gptq", "a method both kinds have stays chosen"
-    assert tab.method.calib_size.value() == 32 and tab.method.calib_size.suffix() == " chunks"
+    assert tab.method.calib_size.value() == 0 and tab.method.calib_size.text() == "auto"  # the method decides
+    assert tab.method.job_kwargs()["calib_size"] is None
     assert "text" in tab.method.calib.placeholderText()
 
     tab.recipe.setCurrentText("int4")
