@@ -102,6 +102,33 @@ def write_sensitivity_csv(path: str | Path, report: SensitivityReport) -> Path:
     return write_csv(path, CSV_HEADER + (["method"] if extra else []), rows)
 
 
+def swapped_change(model, path: str, original, new, ref, images, batch_size: int, should_stop):
+    """How the model's answers change (vs ``ref``) with ``new`` in place of the layer at ``path`` (put back after)."""
+    mx.eval(new.parameters())
+    replace_modules(model, {path: new})
+    try:
+        out = logits_of(model, images.x, batch_size, should_stop)
+    finally:
+        replace_modules(model, {path: original})
+    return OutputChange.between(ref, out, images.y)
+
+
+def sensitivity_row(info, spec, nbytes: int, float_bytes: int, change, method: str = "rtn") -> LayerSensitivity:
+    """One report row: layer ``info`` stored as ``spec`` (by ``method``), and what that alone changes."""
+    return LayerSensitivity(
+        path=info.path,
+        kind=info.kind,
+        params=info.params,
+        format=spec.name(),
+        bytes=nbytes,
+        float_bytes=float_bytes,
+        kl=change.kl,
+        flip_rate=change.flip_rate,
+        accuracy=change.accuracy,
+        method=method,
+    )
+
+
 def analyze_sensitivity(
     bundle,
     specs: list[LayerSpec],
@@ -140,25 +167,10 @@ def analyze_sensitivity(
         for si, spec in enumerate(specs):
             if should_stop is not None and should_stop():
                 raise Cancelled()
-            new, entry = quantize_layer(original, info.kind, spec, scale_dtype)
-            mx.eval(new.parameters())
-            replace_modules(model, {info.path: new})
-            try:
-                out = logits_of(model, images.x, batch_size, should_stop)
-            finally:
-                replace_modules(model, {info.path: original})
-            change = OutputChange.between(ref, out, images.y)
-            row = LayerSensitivity(
-                path=info.path,
-                kind=info.kind,
-                params=info.params,
-                format=spec.name(),
-                bytes=layer_bytes(info.kind, info.shape, spec, info.has_bias, scale_dtype),
-                float_bytes=float_bytes,
-                kl=change.kl,
-                flip_rate=change.flip_rate,
-                accuracy=change.accuracy,
-            )
+            new, _ = quantize_layer(original, info.kind, spec, scale_dtype)
+            nbytes = layer_bytes(info.kind, info.shape, spec, info.has_bias, scale_dtype)
+            change = swapped_change(model, info.path, original, new, ref, images, batch_size, should_stop)
+            row = sensitivity_row(info, spec, nbytes, float_bytes, change)
             rows.append(row)
             if on_row is not None:
                 on_row(row)

@@ -22,19 +22,23 @@ import time
 from collections.abc import Callable
 from dataclasses import replace
 
-import mlx.core as mx
 import numpy as np
 
 from engine.core.errors import Cancelled
 from engine.image.quant.apply import quantize_layer
 from engine.image.quant.calibration import LabelledImages, OutputChange, logits_of
 from engine.image.quant.formats import LayerSpec, float_spec
-from engine.image.quant.hooks import replace_modules
 from engine.image.quant.inventory import prepare_float_model
 from engine.image.quant.methods.capture import layer_stats, output_means
 from engine.image.quant.methods.names import METHODS
 from engine.image.quant.methods.run import MethodSettings, _covered, check_method, set_method_codes
-from engine.image.quant.sensitivity import LayerSensitivity, SensitivityReport, finished_report
+from engine.image.quant.sensitivity import (
+    LayerSensitivity,
+    SensitivityReport,
+    finished_report,
+    sensitivity_row,
+    swapped_change,
+)
 from engine.image.quant.sizing import layer_bytes
 
 
@@ -109,25 +113,8 @@ def analyze_sensitivity_methods(
                     if on_row is not None:
                         on_row(row)
                     continue
-                mx.eval(new.parameters())
-                replace_modules(model, {info.path: new})
-                try:
-                    out = logits_of(model, x, batch_size, should_stop)
-                finally:
-                    replace_modules(model, {info.path: original})
-                change = OutputChange.between(ref, out, images.y)
-                row = LayerSensitivity(
-                    path=info.path,
-                    kind=info.kind,
-                    params=info.params,
-                    format=spec.name(),
-                    bytes=nbytes,
-                    float_bytes=float_bytes,
-                    kl=change.kl,
-                    flip_rate=change.flip_rate,
-                    accuracy=change.accuracy,
-                    method=method,
-                )
+                change = swapped_change(model, info.path, original, new, ref, images, batch_size, should_stop)
+                row = sensitivity_row(info, spec, nbytes, float_bytes, change, method)
                 if method == "rtn":
                     rtn_row = row
                 rows.append(row)
