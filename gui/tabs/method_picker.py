@@ -7,6 +7,7 @@ from PySide6.QtWidgets import QComboBox, QHBoxLayout, QLabel, QLineEdit, QSpinBo
 
 from engine import kinds
 from engine.kinds.base import MethodOffer
+from gui.state import settings
 
 
 class MethodPicker(QWidget):
@@ -33,6 +34,9 @@ class MethodPicker(QWidget):
         if offer == self.offer:
             return
         current = self.method.currentData()
+        if self.offer is not None:  # each kind keeps its own calibration data (images vs a text file)
+            settings().setValue(f"quantize/calib/{self.offer.calib_unit}", self.calib.text())
+        self.calib.setText(str(settings().value(f"quantize/calib/{offer.calib_unit}", "")))
         self.method.blockSignals(True)
         self.method.clear()
         for name, text in offer.methods:
@@ -60,7 +64,9 @@ class MethodPicker(QWidget):
         self.calib_size.setEnabled(calibrated)
 
     def job_kwargs(self) -> dict:
-        """QuantizeJob's method, calib and calib_size fields."""
+        """QuantizeJob's method, calib and calib_size fields (the calibration data is remembered per kind)."""
+        if self.offer is not None:
+            settings().setValue(f"quantize/calib/{self.offer.calib_unit}", self.calib.text())
         return {
             "method": self.method.currentData(),
             "calib": self.calib.text().strip() or None,

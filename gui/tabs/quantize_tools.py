@@ -365,6 +365,15 @@ class ActSimPanel(_JobPanel):
         self.status.setText("done")
 
 
+def _pair_row(first: QWidget, label: str, second: QWidget) -> QHBoxLayout:
+    """Two form fields on one row: ``first``, then ``label`` and ``second``."""
+    row = QHBoxLayout()
+    row.addWidget(first, 1)
+    row.addWidget(QLabel(label))
+    row.addWidget(second, 1)
+    return row
+
+
 class RecoveryPanel(_JobPanel):
     """Quantization-aware fine-tuning with optional distillation; live loss and accuracy curves."""
 
@@ -404,13 +413,13 @@ class RecoveryPanel(_JobPanel):
         self.acc_plot = LivePlot("Accuracy", "accuracy (%)", "step")
         form = QFormLayout()
         form.addRow("Start from", self.start_from)
-        form.addRow("Quantize to", self.recipe)
-        form.addRow("", self.distil)
+        target = QHBoxLayout()  # pairs share a row, so the live plots keep their height at 1024x640
+        target.addWidget(self.recipe, 1)
+        target.addWidget(self.distil)
+        form.addRow("Quantize to", target)
         form.addRow("Training images", self.data)
-        form.addRow("Epochs", self.epochs)
-        form.addRow("Learning rate", self.lr)
-        form.addRow("Temperature", self.temperature)
-        form.addRow("Distillation weight α", self.alpha)
+        form.addRow("Epochs", _pair_row(self.epochs, "Learning rate", self.lr))
+        form.addRow("Temperature", _pair_row(self.temperature, "Distillation weight α", self.alpha))
         plots = QHBoxLayout()
         plots.addWidget(self.loss_plot)
         plots.addWidget(self.acc_plot)

@@ -81,3 +81,20 @@ def test_language_model_gets_mlx_lm_methods_with_text_calibration(window, qtbot,
     )
     assert cfg["quantization"]["bits"] == 4
     assert window.state.entry(str(variant.resolve())) is not None, "the variant is listed"
+
+
+def test_each_kind_keeps_its_own_calibration_data(window):
+    from engine.core.paths import DEFAULT_LM_DIR, DEFAULT_MODEL_DIR
+    from gui.tabs.method_picker import MethodPicker
+
+    tab = window.quantize_tab
+    tab.set_source(str(DEFAULT_MODEL_DIR.resolve()))
+    tab.method.calib.setText("/data/dermoscopy")
+    tab.set_source(str(DEFAULT_LM_DIR.resolve()))
+    assert tab.method.calib.text() == ""  # a folder of images is no calibration text
+    tab.method.calib.setText("/data/notes.txt")
+    tab.set_source(str(DEFAULT_MODEL_DIR.resolve()))
+    assert tab.method.calib.text() == "/data/dermoscopy"
+    again = MethodPicker()  # remembered across sessions (QSettings)
+    assert again.calib.text() == "/data/dermoscopy"
+    again.deleteLater()
