@@ -87,7 +87,7 @@ def quantize(fp32: Path, out: Path, fmt: str, method: str, calib_size: int, env:
     """(wall seconds, peak RSS bytes) of one ``main.py quantize`` process."""
     name, _, gs = fmt.partition("-g")
     cmd = [sys.executable, str(ROOT / "main.py"), "quantize", "--model", str(fp32), "--recipe", name,
-           "--out", str(out), "--method", method]  # fmt: skip
+           "--out", str(out), "--method", method, "--overwrite"]  # fmt: skip
     if gs:
         cmd += ["--group-size", gs]
     if method != "rtn":
@@ -156,7 +156,7 @@ def run_arch(arch: str, args, work: Path, env: dict, data) -> None:
         bpw = model_card(bundle).bits_per_weight
         rows.append((fmt, method, bpw, change.accuracy, 1.0 - change.flip_rate, change.kl, seconds, rss))
         r = rows[-1]
-        print(f"  {arch} {fmt:<9} {method:<9} acc {r[3]:.2%}  agree {r[4]:.2%}  KL {r[5]:.4f}  {seconds:.1f} s",
+        print(f"  {arch} {fmt:<9} {method:<11} acc {r[3]:.2%}  agree {r[4]:.2%}  KL {r[5]:.4f}  {seconds:.1f} s",
               flush=True)  # fmt: skip
 
     what = f"MobileNetV2 width {args.width_mult}" if arch == "mobilenet_v2" else "ResNet-18"
@@ -164,12 +164,12 @@ def run_arch(arch: str, args, work: Path, env: dict, data) -> None:
         f"\n{what}, {args.input_size} px, trained {args.steps} steps (seed {args.seed}); "
         f"calibration: {args.calib_size} images of default-val; held-out: {len(x)} images; work dir {work / arch}"
     )
-    head = f"{'format':<10}{'method':<10}{'bits/w':>8}{'accuracy':>10}{'vs fp32':>9}{'agree':>9}{'KL':>9}"
+    head = f"{'format':<10}{'method':<12}{'bits/w':>8}{'accuracy':>10}{'vs fp32':>9}{'agree':>9}{'KL':>9}"
     print(head + f"{'quant s':>9}{'peak RSS':>10}")
     for fmt, method, bpw, acc, agree, kl, secs, rss in rows:
         tail = "" if secs is None else f"{secs:>9.1f}{rss / 2**20:>7.0f} MB"
         print(
-            f"{fmt:<10}{method:<10}{bpw:>8.3f}{acc:>10.2%}{100 * (acc - float_acc):>+8.2f}p"
+            f"{fmt:<10}{method:<12}{bpw:>8.3f}{acc:>10.2%}{100 * (acc - float_acc):>+8.2f}p"
             f"{agree:>9.2%}{kl:>9.4f}{tail}"
         )
     print(f"{arch}: {time.perf_counter() - t_start:.0f} s\n", flush=True)
