@@ -1,6 +1,6 @@
 """Quantization methods side by side at equal bits per weight, on an imported MobileNetV2 and ResNet-18.
 
-    python bench/methods_vs_rtn.py                      # per model: train, then 1 + 24 quantizations
+    python bench/methods_vs_rtn.py                      # per model: train, then 1 + 24 quantizations (hours)
     python bench/methods_vs_rtn.py --archs resnet18 --formats int4-g32 --methods rtn,gptq+bc --work /tmp/m
 
 The models are trained like ``bench/autoquant_vs_uniform.py``'s: a PyTorch MobileNetV2 and a
@@ -19,9 +19,10 @@ KL(float || variant) in nats. All methods of one format store the same layout, s
 bits per weight are equal (bias correction adds no bytes: every conv has a folded bias).
 Weight-only quantization; activations stay float32.
 
-Measured (defaults, 2 shared CPU cores, 28 min; table in docs/readme/methods.md): fp32 88.6 %;
-int4/g32 RTN 85.2 % (88.8 % agreement) vs GPTQ+BC 88.3 % (94.3 %); int3/g64 RTN 65.7 % vs
-GPTQ+BC 81.2 %.
+Measured (2 shared CPU cores; the tables are in README "Quantization methods"): MobileNetV2
+(``--archs mobilenet_v2 --methods rtn,gptq,gptq+bc,adaround,adaround+bc``, 11 min) fp32
+97.3 %; int4/g32 RTN 94.9 % (96.4 % agreement), GPTQ+BC 96.7 % (98.9 %), AdaRound+BC
+97.3 % (99.0 %); int3/g64 RTN 77.2 %, GPTQ+BC 96.4 %.
 """
 
 from __future__ import annotations
