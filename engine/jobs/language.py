@@ -15,7 +15,7 @@ from engine.core import paths
 from engine.core.errors import UserError
 from engine.core.fileio import check_output_dir
 from engine.llm.bench import LMBenchResult, LMBenchSettings, TokenTick, benchmark_language_model
-from engine.llm.detect import DEFAULT_TEXT, resolve_lm_spec
+from engine.llm.detect import DEFAULT_TEXT, display_name, resolve_lm_spec
 from engine.llm.generate import GenerationResult, GenerationSettings, generate_text
 from engine.llm.loader import LanguageModelCard, load_language_model
 from engine.llm.methods import (
@@ -322,9 +322,10 @@ class QuantizeLMMethodJob:
 
         ctx.progress(0.0, f"{self.method}: quantizing {self.model} to int{self.bits}/g{self.group_size}")
         out = self.out
-        if out is None:
-            name = Path(ws.language_model(self.model).name.replace("/", "--")).name
-            out = default_lm_variant_path(name, f"int{self.bits}-g{self.group_size}-{self.method}")
+        if out is None:  # named as the loader names it, without loading it here (the method loads its own copy)
+            spec = resolve_lm_spec(self.model)
+            name = display_name(Path(spec)) if Path(spec).exists() else spec
+            out = default_lm_variant_path(name.replace("/", "--"), f"int{self.bits}-g{self.group_size}-{self.method}")
         result = quantize_lm_with_method(
             self.model, self.method, out, self.text, self.bits, self.group_size, self.samples,
             self.sequence_length, ctx.scaled(0.0, 0.95), ctx.should_stop, self.overwrite or self.out is None,

@@ -34,8 +34,7 @@ class MethodPicker(QWidget):
         if offer == self.offer:
             return
         current = self.method.currentData()
-        if self.offer is not None:  # each kind keeps its own calibration data (images vs a text file)
-            settings().setValue(f"quantize/calib/{self.offer.calib_unit}", self.calib.text())
+        self.remember()  # each kind keeps its own calibration data (images vs a text file)
         self.calib.setText(str(settings().value(f"quantize/calib/{offer.calib_unit}", "")))
         self.method.blockSignals(True)
         self.method.clear()
@@ -63,10 +62,13 @@ class MethodPicker(QWidget):
         self.calib.setEnabled(calibrated)
         self.calib_size.setEnabled(calibrated)
 
-    def job_kwargs(self) -> dict:
-        """QuantizeJob's method, calib and calib_size fields (the calibration data is remembered per kind)."""
+    def remember(self) -> None:
+        """Keep the calibration data of the kind on show (QSettings, one entry per kind)."""
         if self.offer is not None:
             settings().setValue(f"quantize/calib/{self.offer.calib_unit}", self.calib.text())
+
+    def job_kwargs(self) -> dict:
+        """QuantizeJob's method, calib and calib_size fields."""
         return {
             "method": self.method.currentData(),
             "calib": self.calib.text().strip() or None,

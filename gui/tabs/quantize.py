@@ -227,6 +227,7 @@ class QuantizeTab(JobOwner, QWidget):
         if not recipe.lower().endswith(".json"):
             s.setValue("quantize/recipe", recipe)
         s.setValue("quantize/group_size", self.group_size.currentText())
+        self.method.remember()
         if lm_support.is_language(self.state, path):
             m = self.method.job_kwargs()
             if m["method"] == "rtn":

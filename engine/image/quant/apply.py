@@ -169,6 +169,11 @@ def quantize_model(
     _cast_float_params(model, recipe.float_dtype, float_layers)
     mx.eval(model.parameters())
     extra = {"wide_norms": True} if wide else {}
+    return quant_config(recipe, folded, entries, **extra)
+
+
+def quant_config(recipe: Recipe, folded, entries: dict[str, dict], **extra) -> dict:
+    """The bundle's ``quantization`` entry: the recipe, its dtypes, the folded pairs and each layer's entry."""
     return {
         "recipe": recipe.to_dict(),
         "float_dtype": recipe.float_dtype,

@@ -28,7 +28,7 @@ import mlx.nn as nn
 import numpy as np
 
 from engine.core.errors import Cancelled, UserError
-from engine.image.quant.apply import _cast_float_params, quantizable_layers, quantize_layer
+from engine.image.quant.apply import _cast_float_params, quant_config, quantizable_layers, quantize_layer
 from engine.image.quant.fold import fold_batchnorm, folded_pairs
 from engine.image.quant.formats import LayerSpec
 from engine.image.quant.hooks import replace_modules
@@ -270,16 +270,7 @@ def quantize_with_method(
         settings.to_dict(),
         chosen if per_layer else {},
     )
-    qconfig = {
-        "recipe": recipe.to_dict(),
-        "float_dtype": recipe.float_dtype,
-        "compute_dtype": recipe.compute_dtype,
-        "scale_dtype": recipe.scale_dtype,
-        "folded": [list(p) for p in folded],
-        "layers": entries,
-        "method": report.to_dict(),
-    }
-    return qconfig, report
+    return quant_config(recipe, folded, entries, method=report.to_dict()), report
 
 
 def set_method_codes(
